@@ -1,0 +1,142 @@
+// Package modules defines what a picockpit-client module is and the Bus it
+// talks to. Modules never see MQTT: they publish relative to the device root,
+// subscribe to relative filters and reply to requests through a Bus, so they
+// can be tested with the in-memory bus in package bustest.
+//
+// Lifecycle of a module, like caddy's: the Kind decodes its JSON strictly
+// (unknown fields are errors) and validates it (users resolved, paths
+// absolute), then the agent calls Start once and Close once.
+package modules
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/picockpit/picockpit-client/agent/contract"
+)
+
+// Request is one message received on a topic a module subscribed to.
+type Request struct {
+	// Topic is relative to the device root, e.g. "picontrol/run/system/reboot".
+	Topic   string
+	Payload []byte
+	// ResponseTopic is the full MQTT 5 response topic, already checked to lie
+	// below {prefix}/{device}/reply/; empty when the client gave none.
+	ResponseTopic   string
+	CorrelationData []byte
+	// Requester names the client (user property "requester"), or "".
+	Requester string
+	// Received is when the agent received the message.
+	Received time.Time
+	// Expires is when the message's MQTT 5 Message Expiry passes; zero if none.
+	Expires time.Time
+}
+
+// Expired reports whether the request's Message Expiry has passed at now.
+func (r *Request) Expired(now time.Time) bool {
+	return !r.Expires.IsZero() && !now.Before(r.Expires)
+}
+
+// Handler handles one request. It runs on the subscription's own worker
+// goroutine, one request after another; a handler that starts long work must
+// hand it to goroutines of its own so the queue keeps moving.
+type Handler func(ctx context.Context, req *Request)
+
+// PublishOptions say how a message is published.
+type PublishOptions struct {
+	Retain bool
+	QoS    byte
+	// Expiry sets the MQTT 5 Message Expiry Interval; zero means none.
+	Expiry time.Duration
+	// ContentType defaults to application/json when empty and Raw is false.
+	ContentType string
+	// Raw leaves the content type unset (plain text or numbers).
+	Raw bool
+}
+
+// Bus is how a module talks to the broker. All methods are safe for
+// concurrent use. Topics and filters are relative to the device root.
+type Bus interface {
+	// Publish publishes payload on the relative topic. Retained messages are
+	// remembered and published again, latest value only, whenever the
+	// connection comes back: a retained publish never fails for being offline.
+	// A non-retained publish while offline returns an error.
+	Publish(ctx context.Context, topic string, payload []byte, opts PublishOptions) error
+	// Subscribe routes messages matching the relative filter to h, through a
+	// bounded queue of queueLen requests (0 means the default). When the queue
+	// is full the agent answers "busy" itself. Subscriptions end at Close.
+	Subscribe(filter string, queueLen int, h Handler) error
+	// Reply publishes payload (JSON) on req's response topic with its
+	// correlation data, QoS 1, not retained. It does nothing when the request
+	// has no response topic.
+	Reply(ctx context.Context, req *Request, payload []byte) error
+	// Event logs ev and publishes it on the events topic (best effort).
+	Event(ev contract.Event)
+}
+
+// Module is one running module instance.
+type Module interface {
+	// Start subscribes and starts the module's goroutines; it is called once
+	// and must not block. ctx is cancelled when the module is closed.
+	Start(ctx context.Context, bus Bus) error
+	// Close stops the module and waits for its goroutines; it is called once,
+	// after Start, and releases every resource (lines, processes).
+	Close() error
+}
+
+// Env is what a Kind gets to build its module.
+type Env struct {
+	Log *slog.Logger
+	// HostRoot is the directory /proc, /sys, /etc and the device tree are read
+	// under ("/" on a real machine).
+	HostRoot string
+	// StateDir is the agent's state directory.
+	StateDir  string
+	ConfigDir string
+	Device    contract.Device
+	// Root is the device's topic root (for integrations that must publish
+	// full topics in their payloads, such as Home Assistant discovery).
+	Root contract.Root
+}
+
+// File is one module file as read from disk.
+type File struct {
+	// Path is the file's path, used in problem reports.
+	Path string
+	Data []byte
+}
+
+// Problem is a configuration error: what was wrong, and where.
+type Problem struct {
+	File  string // path of the file
+	Field string // JSON path of the offending field, e.g. "commands[2].user"; may be empty
+	Err   error
+}
+
+func (p Problem) Error() string {
+	switch {
+	case p.File != "" && p.Field != "":
+		return fmt.Sprintf("%s: %s: %v", p.File, p.Field, p.Err)
+	case p.File != "":
+		return fmt.Sprintf("%s: %v", p.File, p.Err)
+	case p.Field != "":
+		return fmt.Sprintf("%s: %v", p.Field, p.Err)
+	}
+	return p.Err.Error()
+}
+
+func (p Problem) Unwrap() error { return p.Err }
+
+// Kind is one kind of module: the app directory apps/com.picockpit/<Name>/
+// and the section <Name> of the main config.
+type Kind struct {
+	// Name is the app name and the main config section key ("picontrol").
+	Name string
+	// Load decodes the main config section (nil when absent) and the module
+	// files strictly and builds the module. A bad file is reported as a
+	// Problem and skipped; the rest still load. Load returns a nil Module when
+	// there is nothing to run. Load must not start anything.
+	Load func(env Env, section []byte, sectionFile string, files []File) (Module, []Problem)
+}
