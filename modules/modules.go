@@ -74,6 +74,9 @@ type Bus interface {
 	Reply(ctx context.Context, req *Request, payload []byte) error
 	// Event logs ev and publishes it on the events topic (best effort).
 	Event(ev contract.Event)
+	// Connection reports whether the broker connection is up now, and a
+	// channel that is closed at the next change (call again for the next).
+	Connection() (up bool, changed <-chan struct{})
 }
 
 // Module is one running module instance.

@@ -34,6 +34,8 @@ type Bus struct {
 	subs     []*sub
 	closed   bool
 	wg       sync.WaitGroup
+	connUp   bool
+	connCh   chan struct{}
 	// Offline makes non-retained publishes fail, as the real bus does while
 	// the broker is unreachable.
 	Offline bool
@@ -47,7 +49,7 @@ type sub struct {
 
 // New returns an empty bus; call Close at the end of the test.
 func New() *Bus {
-	b := &Bus{retained: map[string]Message{}}
+	b := &Bus{retained: map[string]Message{}, connUp: true, connCh: make(chan struct{})}
 	b.cond = sync.NewCond(&b.mu)
 	return b
 }
@@ -182,4 +184,24 @@ func (b *Bus) WaitFor(timeout time.Duration, cond func(msgs []Message) bool) boo
 		b.cond.Wait()
 	}
 	return true
+}
+
+// Connection implements modules.Bus. A new Bus is connected.
+func (b *Bus) Connection() (bool, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.connUp, b.connCh
+}
+
+// SetConnected changes the connection state reported by Connection and wakes
+// everyone waiting on the change channel.
+func (b *Bus) SetConnected(up bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.connUp == up {
+		return
+	}
+	b.connUp = up
+	close(b.connCh)
+	b.connCh = make(chan struct{})
 }
