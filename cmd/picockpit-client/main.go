@@ -1,10 +1,22 @@
-// Command picockpit-client is the picockpit agent: run, check, version.
+// Command picockpit-client is the picockpit agent. Subcommands: run (the
+// daemon), check (validate config and modules), version. The logic lives in
+// package agent and the module packages; this file only wires them.
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
 	"runtime"
+	"syscall"
+
+	"github.com/picockpit/picockpit-client/agent"
+	"github.com/picockpit/picockpit-client/modules/kinds"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -16,11 +28,145 @@ func init() {
 	runtime.LockOSThread()
 }
 
+const usage = `usage: picockpit-client <command> [flags]
+
+commands:
+  run      run the agent in the foreground (what the systemd unit starts)
+  check    validate the config and every module file; exit 1 on any problem
+  version  print the version
+
+flags of run and check:
+`
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println("picockpit-client", version)
-		return
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
-	fmt.Fprintln(os.Stderr, "usage: picockpit-client run|check|version")
-	os.Exit(2)
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "picockpit-client", version)
+		return 0
+	case "run", "check":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		newFlags(stdout, new(agent.Options), new(string), new(stringList)).PrintDefaults()
+		return 0
+	default:
+		fmt.Fprintf(stderr, "picockpit-client: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	var opts agent.Options
+	var level string
+	var sets stringList
+	fs := newFlags(stderr, &opts, &level, &sets)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "picockpit-client %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return 2
+	}
+	opts.Version = version
+	opts.Environ = os.Environ()
+	opts.Sets = sets
+	opts.Kinds = kinds.All()
+	if cmd == "check" {
+		return check(opts, stdout, stderr)
+	}
+	return run(opts, level, stderr)
+}
+
+func newFlags(out io.Writer, opts *agent.Options, level *string, sets *stringList) *flag.FlagSet {
+	fs := flag.NewFlagSet("picockpit-client", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&opts.ConfigDir, "config-dir", "/etc/picockpit-client", "directory with picockpit-client.config.json and apps/")
+	fs.StringVar(&opts.StateDir, "state-dir", "/var/lib/picockpit-client", "directory for the MQTT session state")
+	fs.StringVar(level, "log-level", "", "override log.level (debug, info, warn, error)")
+	fs.Var(sets, "set", "override a config key, key=value (repeatable), e.g. --set broker.url=mqtts://broker:8883")
+	return fs
+}
+
+func check(opts agent.Options, stdout, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	res, err := agent.Load(opts, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	for _, p := range res.Problems {
+		fmt.Fprintln(stderr, "error:", p.Error())
+	}
+	for _, m := range res.Modules {
+		_ = m.Close
+	}
+	if len(res.Problems) > 0 {
+		fmt.Fprintf(stderr, "%d problem(s) found\n", len(res.Problems))
+		return 1
+	}
+	where := res.Config.File
+	if where == "" {
+		where = "built-in defaults (no " + agent.ConfigFileName + ")"
+	}
+	fmt.Fprintf(stdout, "ok: config %s, device %s, topic root %s/%s, modules: %d\n", where, res.Device.ID,
+		res.Config.Topics.Prefix, res.Device.ID, len(res.Modules))
+	return 0
+}
+
+func run(opts agent.Options, level string, stderr io.Writer) int {
+	lv := new(slog.LevelVar)
+	hopts := &slog.HandlerOptions{Level: lv}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		// journald stamps every line itself.
+		hopts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, hopts))
+	opts.Log = log
+
+	reload := make(chan struct{}, 1)
+	opts.Reload = reload
+	a, res, err := agent.New(opts)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if level == "" {
+		level = res.Config.Log.Level
+	}
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		log.Error("bad --log-level", "err", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	if err := a.Run(ctx, res.Modules, res.Problems); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("stopped with error", "err", err)
+		return 1
+	}
+	return 0
 }
