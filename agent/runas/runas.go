@@ -75,7 +75,8 @@ type Spec struct {
 	// KillGrace is the time between SIGTERM and SIGKILL to the process group.
 	KillGrace time.Duration
 	// OutputLimit is how many bytes of each of stdout and stderr Result
-	// keeps. Everything is still streamed to OnOutput.
+	// keeps: zero means DefaultOutputLimit, negative means none. Everything
+	// is still streamed to OnOutput.
 	OutputLimit int
 	// OnOutput, if set, receives each chunk of output as it is read, from
 	// one goroutine per stream (so calls for stdout and stderr may overlap).
@@ -198,8 +199,11 @@ func runOnThread(ctx context.Context, s *Spec, tid int) (Result, error) {
 	}
 
 	limit := s.OutputLimit
-	if limit <= 0 {
+	switch {
+	case limit == 0:
 		limit = DefaultOutputLimit
+	case limit < 0:
+		limit = 0
 	}
 	grace := s.KillGrace
 	if grace <= 0 {

@@ -1,0 +1,794 @@
+package picontrol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/picockpit/picockpit-client/agent/contract"
+	"github.com/picockpit/picockpit-client/agent/runas"
+	"github.com/picockpit/picockpit-client/modules"
+)
+
+// Limits and defaults of the configuration.
+const (
+	DefaultUser          = "pi"
+	DefaultMaxParallel   = 8
+	DefaultMaxQueue      = 256
+	DefaultTimeout       = 60 * time.Second
+	DefaultKillGrace     = 5 * time.Second
+	DefaultOutputLimit   = 64 << 10
+	MaxTimeout           = 24 * time.Hour
+	DefaultMaxLength     = 1024
+	maxParamMaxLength    = 64 << 10
+	maxParamsPerCommand  = 32
+	shellPath            = "/bin/sh"
+	placeholderPattern   = `\{([a-z][a-z0-9_]{0,63})\}`
+	identifierPattern    = `^[a-z0-9][a-z0-9_-]{0,63}$`
+	paramNamePattern     = `^[a-z][a-z0-9_]{0,63}$`
+	envNamePattern       = `^[A-Za-z_][A-Za-z0-9_]{0,127}$`
+	concurrencyReject    = "reject"
+	concurrencyQueue     = "queue"
+	maxTextLength        = 4096
+	maxCommandsPerModule = 256
+)
+
+var (
+	idRE          = regexp.MustCompile(identifierPattern)
+	paramNameRE   = regexp.MustCompile(paramNamePattern)
+	envNameRE     = regexp.MustCompile(envNamePattern)
+	placeholderRE = regexp.MustCompile(placeholderPattern)
+	wholeHolderRE = regexp.MustCompile(`^` + placeholderPattern + `$`)
+)
+
+// Duration is a JSON duration: a Go duration string ("90s", "15m") or a
+// number of seconds.
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: want e.g. \"90s\" or \"15m\"", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("duration %s: want a string like \"90s\" or a number of seconds", b)
+	}
+	if math.IsNaN(f) || f > float64(MaxTimeout/time.Second) || f < -float64(MaxTimeout/time.Second) {
+		return fmt.Errorf("duration %s seconds is out of range", b)
+	}
+	*d = Duration(f * float64(time.Second))
+	return nil
+}
+
+// Config is the "picontrol" section of the main configuration.
+type Config struct {
+	// DefaultUser runs commands that name no user. Default "pi".
+	DefaultUser string `json:"default_user"`
+	// MaxParallel bounds the commands running at once; the rest wait.
+	MaxParallel int `json:"max_parallel"`
+	// MaxQueue bounds the commands accepted and waiting to run; beyond it a
+	// request is rejected.
+	MaxQueue int `json:"max_queue"`
+	// DefaultTimeout applies to commands without a timeout.
+	DefaultTimeout Duration `json:"default_timeout"`
+	// KillGrace is the time between SIGTERM and SIGKILL.
+	KillGrace Duration `json:"kill_grace"`
+	// OutputLimit is how many bytes of stdout and of stderr the final result
+	// keeps (everything is streamed).
+	OutputLimit int `json:"output_limit"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		DefaultUser:    DefaultUser,
+		MaxParallel:    DefaultMaxParallel,
+		MaxQueue:       DefaultMaxQueue,
+		DefaultTimeout: Duration(DefaultTimeout),
+		KillGrace:      Duration(DefaultKillGrace),
+		OutputLimit:    DefaultOutputLimit,
+	}
+}
+
+// decodeConfig decodes the section strictly on top of the defaults. On a
+// problem it returns the defaults and the problems.
+func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
+	cfg := defaultConfig()
+	if len(bytes.TrimSpace(section)) == 0 || string(bytes.TrimSpace(section)) == "null" {
+		return cfg, nil
+	}
+	const prefix = "picontrol"
+	if err := modules.DecodeStrict(section, &cfg); err != nil {
+		return defaultConfig(), []modules.Problem{modules.ProblemFor(file, prefix, err)}
+	}
+	var probs []modules.Problem
+	bad := func(field, format string, a ...any) {
+		probs = append(probs, modules.Problem{File: file, Field: prefix + "." + field, Err: fmt.Errorf(format, a...)})
+	}
+	if cfg.DefaultUser == "" {
+		bad("default_user", "must not be empty")
+	}
+	if cfg.MaxParallel < 1 || cfg.MaxParallel > 1024 {
+		bad("max_parallel", "%d is out of range 1..1024", cfg.MaxParallel)
+	}
+	if cfg.MaxQueue < 0 || cfg.MaxQueue > 100000 {
+		bad("max_queue", "%d is out of range 0..100000", cfg.MaxQueue)
+	}
+	if d := time.Duration(cfg.DefaultTimeout); d <= 0 || d > MaxTimeout {
+		bad("default_timeout", "%v is out of range (0, %v]", d, MaxTimeout)
+	}
+	if d := time.Duration(cfg.KillGrace); d <= 0 || d > time.Minute {
+		bad("kill_grace", "%v is out of range (0, 1m]", d)
+	}
+	if cfg.OutputLimit < 0 || cfg.OutputLimit > 16<<20 {
+		bad("output_limit", "%d is out of range 0..16777216", cfg.OutputLimit)
+	}
+	if len(probs) > 0 {
+		return defaultConfig(), probs
+	}
+	return cfg, nil
+}
+
+// The JSON shapes of a module file. Nested lists stay raw so that each
+// element is decoded on its own and errors can name "commands[1].user".
+type fileJSON struct {
+	Schema      string            `json:"$schema"`
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Icon        string            `json:"icon"`
+	Commands    []json.RawMessage `json:"commands"`
+}
+
+type commandJSON struct {
+	ID              string            `json:"id"`
+	Name            string            `json:"name"`
+	Description     string            `json:"description"`
+	Icon            string            `json:"icon"`
+	Argv            []string          `json:"argv"`
+	Command         *string           `json:"command"`
+	Shell           bool              `json:"shell"`
+	User            string            `json:"user"`
+	Group           string            `json:"group"`
+	Groups          *[]string         `json:"groups"`
+	Timeout         *Duration         `json:"timeout"`
+	Env             map[string]string `json:"env"`
+	Workdir         string            `json:"workdir"`
+	Confirm         bool              `json:"confirm"`
+	Concurrency     string            `json:"concurrency"`
+	NoNewPrivileges *bool             `json:"no_new_privileges"`
+	Capabilities    *[]string         `json:"capabilities"`
+	Parameters      []json.RawMessage `json:"parameters"`
+}
+
+type paramJSON struct {
+	Name        string          `json:"name"`
+	Type        string          `json:"type"`
+	Description string          `json:"description"`
+	Required    bool            `json:"required"`
+	Default     json.RawMessage `json:"default"`
+	Pattern     *string         `json:"pattern"`
+	Enum        []string        `json:"enum"`
+	MaxLength   *int            `json:"max_length"`
+	Min         *int64          `json:"min"`
+	Max         *int64          `json:"max"`
+	Env         string          `json:"env"`
+}
+
+// module is one validated module file.
+type module struct {
+	ID, Name, Description, Icon string
+	File                        string
+	Commands                    []*command
+}
+
+// argvElem is one element of a command's argv: a literal, or a whole-element
+// placeholder for a parameter.
+type argvElem struct {
+	lit   string
+	param string
+}
+
+// command is one validated command, ready to run.
+type command struct {
+	Module, ID, Name, Description, Icon string
+	Confirm                             bool
+	Path                                string
+	Argv                                []argvElem
+	User                                runas.Identity
+	Timeout                             time.Duration
+	Env                                 []string
+	Workdir                             string
+	Queue                               bool
+	NoNewPrivs                          bool
+	LimitCaps                           bool
+	Caps                                []runas.Capability
+	Params                              []*param
+
+	mu     sync.Mutex
+	active int           // accepted and not yet finished
+	slot   chan struct{} // held while running in queue mode
+}
+
+// param is one validated parameter.
+type param struct {
+	Name, Type, Description string
+	Required                bool
+	Default                 *string // canonical form
+	defaultValue            any
+	Pattern                 string
+	re                      *regexp.Regexp
+	Enum                    []string
+	MaxLength               int
+	Min, Max                *int64
+	Env                     string
+}
+
+// reservedParamEnv are environment names a parameter may not set: the base
+// environment, and names that change how loaders, shells and interpreters
+// behave.
+var reservedParamEnv = map[string]bool{
+	"HOME": true, "USER": true, "LOGNAME": true, "PATH": true, "LANG": true, "SHELL": true,
+	"IFS": true, "ENV": true, "BASH_ENV": true, "SHELLOPTS": true, "BASHOPTS": true, "PS4": true,
+	"CDPATH": true, "GCONV_PATH": true, "LOCPATH": true, "NLSPATH": true, "TMPDIR": true,
+	"PERL5LIB": true, "PERL5OPT": true, "PERLLIB": true, "RUBYOPT": true, "RUBYLIB": true,
+	"NODE_OPTIONS": true, "NODE_PATH": true, "TZ": true, "TERM": true,
+}
+
+var reservedParamEnvPrefixes = []string{"LD_", "LC_", "PYTHON", "GIT_", "SYSTEMD_", "DBUS_"}
+
+// loader decodes module files with the settings of the config section.
+type loader struct {
+	cfg Config
+}
+
+// fieldErrs collects the problems of one file.
+type fieldErrs struct {
+	file  string
+	probs []modules.Problem
+}
+
+func (f *fieldErrs) add(field string, format string, a ...any) {
+	f.probs = append(f.probs, modules.Problem{File: f.file, Field: field, Err: fmt.Errorf(format, a...)})
+}
+
+func (f *fieldErrs) addErr(field string, err error) {
+	f.probs = append(f.probs, modules.ProblemFor(f.file, field, err))
+}
+
+// decodeModule decodes and validates one module file. It returns nil and the
+// problems when anything is wrong (the file is skipped as a whole).
+func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
+	fe := &fieldErrs{file: file.Path}
+	var fj fileJSON
+	if err := modules.DecodeStrict(file.Data, &fj); err != nil {
+		fe.addErr("", err)
+		return nil, fe.probs
+	}
+	m := &module{ID: fj.ID, Name: fj.Name, Description: fj.Description, Icon: fj.Icon, File: file.Path}
+	checkID(fe, "id", fj.ID)
+	checkText(fe, "name", fj.Name, true)
+	checkText(fe, "description", fj.Description, false)
+	checkText(fe, "icon", fj.Icon, false)
+	if len(fj.Commands) == 0 {
+		fe.add("commands", "a module needs at least one command")
+	}
+	if len(fj.Commands) > maxCommandsPerModule {
+		fe.add("commands", "%d commands, at most %d", len(fj.Commands), maxCommandsPerModule)
+	}
+	seen := map[string]bool{}
+	for i, raw := range fj.Commands {
+		field := fmt.Sprintf("commands[%d]", i)
+		c := l.decodeCommand(fe, field, raw)
+		if c == nil {
+			continue
+		}
+		if seen[c.ID] {
+			fe.add(field+".id", "duplicate command id %q", c.ID)
+		}
+		seen[c.ID] = true
+		c.Module = m.ID
+		m.Commands = append(m.Commands, c)
+	}
+	if len(fe.probs) > 0 {
+		return nil, fe.probs
+	}
+	return m, nil
+}
+
+func checkID(fe *fieldErrs, field, id string) {
+	if !idRE.MatchString(id) {
+		fe.add(field, "%q is not a valid id (%s): it becomes a topic level", id, identifierPattern)
+	}
+}
+
+func checkText(fe *fieldErrs, field, s string, required bool) {
+	switch {
+	case required && strings.TrimSpace(s) == "":
+		fe.add(field, "must not be empty")
+	case len(s) > maxTextLength:
+		fe.add(field, "longer than %d bytes", maxTextLength)
+	case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
+		fe.add(field, "must be valid UTF-8 without NUL")
+	}
+}
+
+func absPath(p string) bool { return strings.HasPrefix(p, "/") }
+
+func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage) *command {
+	before := len(fe.probs)
+	var cj commandJSON
+	if err := modules.DecodeStrict(raw, &cj); err != nil {
+		fe.addErr(field, err)
+		return nil
+	}
+	f := func(name string) string { return field + "." + name }
+	c := &command{ID: cj.ID, Name: cj.Name, Description: cj.Description, Icon: cj.Icon, Confirm: cj.Confirm,
+		Workdir: cj.Workdir, slot: make(chan struct{}, 1)}
+	checkID(fe, f("id"), cj.ID)
+	checkText(fe, f("name"), cj.Name, true)
+	checkText(fe, f("description"), cj.Description, false)
+	checkText(fe, f("icon"), cj.Icon, false)
+
+	// Parameters first: argv placeholders refer to them.
+	byName := map[string]*param{}
+	if len(cj.Parameters) > maxParamsPerCommand {
+		fe.add(f("parameters"), "%d parameters, at most %d", len(cj.Parameters), maxParamsPerCommand)
+	}
+	for i, praw := range cj.Parameters {
+		pf := fmt.Sprintf("%s[%d]", f("parameters"), i)
+		p := decodeParam(fe, pf, praw)
+		if p == nil {
+			continue
+		}
+		if byName[p.Name] != nil {
+			fe.add(pf+".name", "duplicate parameter %q", p.Name)
+			continue
+		}
+		byName[p.Name] = p
+		c.Params = append(c.Params, p)
+	}
+
+	// The program.
+	var words []string
+	switch {
+	case cj.Command != nil && cj.Argv != nil:
+		fe.add(f("command"), "give either argv or command, not both")
+	case cj.Argv == nil && cj.Command == nil:
+		fe.add(f("argv"), "missing: give argv (program path and arguments) or command")
+	case cj.Shell && cj.Command == nil:
+		fe.add(f("shell"), "shell: true needs command (a shell script line), not argv")
+	case cj.Shell:
+		if strings.TrimSpace(*cj.Command) == "" || strings.ContainsRune(*cj.Command, 0) {
+			fe.add(f("command"), "must be a non-empty script without NUL")
+		} else {
+			words = []string{shellPath, "-c", *cj.Command, "picontrol-" + cj.ID}
+		}
+	case cj.Command != nil:
+		w, err := splitCommand(*cj.Command)
+		if err != nil {
+			fe.add(f("command"), "%w", err)
+		}
+		words = w
+	default:
+		words = cj.Argv
+		if len(words) == 0 {
+			fe.add(f("argv"), "empty: the first element is the program's absolute path")
+		}
+	}
+	argvField := f("argv")
+	if cj.Command != nil {
+		argvField = f("command")
+	}
+	used := map[string]bool{}
+	for i, w := range words {
+		ef := fmt.Sprintf("%s[%d]", argvField, i)
+		if cj.Command != nil {
+			ef = argvField
+		}
+		if strings.ContainsRune(w, 0) {
+			fe.add(ef, "contains NUL")
+			continue
+		}
+		if cj.Shell && i == 2 {
+			if m := placeholderRE.FindStringSubmatch(w); m != nil && byName[m[1]] != nil {
+				fe.add(ef, "placeholder {%s} in a shell command: pass parameters to shell commands through env", m[1])
+			}
+			c.Argv = append(c.Argv, argvElem{lit: w})
+			continue
+		}
+		if m := wholeHolderRE.FindStringSubmatch(w); m != nil {
+			if i == 0 {
+				fe.add(ef, "the program cannot be a parameter")
+				continue
+			}
+			if byName[m[1]] == nil {
+				fe.add(ef, "placeholder {%s} names no parameter of this command", m[1])
+				continue
+			}
+			used[m[1]] = true
+			c.Argv = append(c.Argv, argvElem{param: m[1]})
+			continue
+		}
+		for _, m := range placeholderRE.FindAllStringSubmatch(w, -1) {
+			if byName[m[1]] != nil {
+				fe.add(ef, "placeholder {%s} must be a whole argv element, not part of %q", m[1], w)
+			}
+		}
+		c.Argv = append(c.Argv, argvElem{lit: w})
+	}
+	if len(words) > 0 {
+		if !absPath(words[0]) {
+			ef := argvField
+			if cj.Command == nil {
+				ef += "[0]"
+			}
+			fe.add(ef, "program %q is not an absolute path", words[0])
+		}
+		c.Path = words[0]
+	}
+	for _, p := range c.Params {
+		if !used[p.Name] && p.Env == "" {
+			fe.add(f("parameters"), "parameter %q is used nowhere: add a {%s} argv element or env", p.Name, p.Name)
+		}
+	}
+
+	// Who runs it.
+	userName, userField := cj.User, f("user")
+	if userName == "" {
+		userName = l.cfg.DefaultUser
+	}
+	id, err := runas.LookupUser(userName)
+	if err != nil {
+		if cj.User == "" {
+			fe.add(userField, "no user given and the default user (picontrol.default_user) fails: %w", err)
+		} else {
+			fe.add(userField, "%w", err)
+		}
+	}
+	if cj.Group != "" {
+		gid, err := runas.LookupGroup(cj.Group)
+		if err != nil {
+			fe.add(f("group"), "%w", err)
+		}
+		id.GID = gid
+	}
+	if cj.Groups != nil {
+		id.Groups = []uint32{}
+		for i, g := range *cj.Groups {
+			gid, err := runas.LookupGroup(g)
+			if err != nil {
+				fe.add(fmt.Sprintf("%s[%d]", f("groups"), i), "%w", err)
+				continue
+			}
+			id.Groups = append(id.Groups, gid)
+		}
+	}
+	c.User = id
+
+	// Limits.
+	c.Timeout = time.Duration(l.cfg.DefaultTimeout)
+	if cj.Timeout != nil {
+		c.Timeout = time.Duration(*cj.Timeout)
+		if c.Timeout <= 0 || c.Timeout > MaxTimeout {
+			fe.add(f("timeout"), "%v is out of range (0, %v]", c.Timeout, MaxTimeout)
+		}
+	}
+	if cj.Workdir != "" && !absPath(cj.Workdir) {
+		fe.add(f("workdir"), "%q is not an absolute path", cj.Workdir)
+	}
+	switch cj.Concurrency {
+	case "", concurrencyReject:
+	case concurrencyQueue:
+		c.Queue = true
+	default:
+		fe.add(f("concurrency"), "%q: want %q or %q", cj.Concurrency, concurrencyReject, concurrencyQueue)
+	}
+	c.NoNewPrivs = cj.NoNewPrivileges == nil || *cj.NoNewPrivileges
+	switch {
+	case cj.Capabilities != nil:
+		c.LimitCaps = true
+		for i, name := range *cj.Capabilities {
+			cp, err := runas.ParseCapability(name)
+			if err != nil {
+				fe.add(fmt.Sprintf("%s[%d]", f("capabilities"), i), "%w", err)
+				continue
+			}
+			c.Caps = append(c.Caps, cp)
+		}
+	case id.UID != 0:
+		// A non-root command keeps nothing it could regain through a setuid
+		// binary unless it says so.
+		c.LimitCaps = true
+	}
+
+	// Environment.
+	envNames := map[string]bool{}
+	for _, k := range sortedKeys(cj.Env) {
+		v := cj.Env[k]
+		ef := f("env") + "." + k
+		if !envNameRE.MatchString(k) {
+			fe.add(ef, "%q is not a valid environment variable name", k)
+			continue
+		}
+		if strings.ContainsRune(v, 0) {
+			fe.add(ef, "value contains NUL")
+			continue
+		}
+		envNames[k] = true
+		c.Env = append(c.Env, k+"="+v)
+	}
+	for i, p := range c.Params {
+		if p.Env != "" && envNames[p.Env] {
+			fe.add(fmt.Sprintf("%s[%d].env", f("parameters"), i), "%s is also set in env", p.Env)
+		}
+	}
+	if len(fe.probs) > before {
+		return nil
+	}
+	return c
+}
+
+func decodeParam(fe *fieldErrs, field string, raw json.RawMessage) *param {
+	before := len(fe.probs)
+	var pj paramJSON
+	if err := modules.DecodeStrict(raw, &pj); err != nil {
+		fe.addErr(field, err)
+		return nil
+	}
+	f := func(name string) string { return field + "." + name }
+	p := &param{Name: pj.Name, Type: pj.Type, Description: pj.Description, Required: pj.Required,
+		Enum: pj.Enum, Min: pj.Min, Max: pj.Max, Env: pj.Env}
+	if !paramNameRE.MatchString(pj.Name) {
+		fe.add(f("name"), "%q is not a valid parameter name (%s)", pj.Name, paramNamePattern)
+	}
+	checkText(fe, f("description"), pj.Description, false)
+	if pj.Env != "" {
+		switch {
+		case !envNameRE.MatchString(pj.Env):
+			fe.add(f("env"), "%q is not a valid environment variable name", pj.Env)
+		case reservedEnv(pj.Env):
+			fe.add(f("env"), "%s may not be set from a parameter", pj.Env)
+		}
+	}
+	stringOnly := func(name string, set bool) {
+		if set && pj.Type != contract.PiControlParamString {
+			fe.add(f(name), "only for string parameters")
+		}
+	}
+	intOnly := func(name string, set bool) {
+		if set && pj.Type != contract.PiControlParamInteger {
+			fe.add(f(name), "only for integer parameters")
+		}
+	}
+	stringOnly("pattern", pj.Pattern != nil)
+	stringOnly("enum", pj.Enum != nil)
+	stringOnly("max_length", pj.MaxLength != nil)
+	intOnly("min", pj.Min != nil)
+	intOnly("max", pj.Max != nil)
+	switch pj.Type {
+	case contract.PiControlParamString:
+		p.MaxLength = DefaultMaxLength
+		if pj.MaxLength != nil {
+			p.MaxLength = *pj.MaxLength
+			if p.MaxLength < 1 || p.MaxLength > maxParamMaxLength {
+				fe.add(f("max_length"), "%d is out of range 1..%d", p.MaxLength, maxParamMaxLength)
+			}
+		}
+		if pj.Pattern == nil && pj.Enum == nil {
+			fe.add(f("pattern"), "a string parameter needs a pattern or an enum")
+		}
+		if pj.Pattern != nil {
+			p.Pattern = *pj.Pattern
+			re, err := regexp.Compile(`^(?:` + p.Pattern + `)$`)
+			if err != nil {
+				fe.add(f("pattern"), "%w", err)
+			}
+			p.re = re
+		}
+		if pj.Enum != nil && len(pj.Enum) == 0 {
+			fe.add(f("enum"), "empty enum")
+		}
+		for i, e := range pj.Enum {
+			if err := checkStringValue(e); err != nil {
+				fe.add(fmt.Sprintf("%s[%d]", f("enum"), i), "%w", err)
+			}
+		}
+	case contract.PiControlParamInteger:
+		if p.Min != nil && p.Max != nil && *p.Min > *p.Max {
+			fe.add(f("min"), "min %d is greater than max %d", *p.Min, *p.Max)
+		}
+	case contract.PiControlParamBoolean:
+	default:
+		fe.add(f("type"), "%q: want string, integer or boolean", pj.Type)
+	}
+	if len(pj.Default) > 0 {
+		if pj.Required {
+			fe.add(f("default"), "a required parameter has no use for a default")
+		}
+		if len(fe.probs) == before {
+			v, err := p.fromJSON(pj.Default)
+			if err != nil {
+				fe.add(f("default"), "%w", err)
+			} else {
+				p.Default = &v
+				p.defaultValue = p.typed(v)
+			}
+		}
+	}
+	if len(fe.probs) > before {
+		return nil
+	}
+	return p
+}
+
+func reservedEnv(name string) bool {
+	if reservedParamEnv[name] {
+		return true
+	}
+	for _, pre := range reservedParamEnvPrefixes {
+		if strings.HasPrefix(name, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkStringValue refuses what no string parameter may contain, whatever its
+// pattern says: invalid UTF-8 and control characters (NUL, newlines, escape).
+func checkStringValue(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return fmt.Errorf("contains the control character %U", r)
+		}
+	}
+	return nil
+}
+
+// fromJSON checks a JSON value against the parameter and returns its
+// canonical string form (what goes into argv or env).
+func (p *param) fromJSON(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	switch p.Type {
+	case contract.PiControlParamString:
+		if len(raw) == 0 || raw[0] != '"' {
+			return "", fmt.Errorf("want a JSON string, got %s", describeJSON(raw))
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("invalid JSON string: %w", err)
+		}
+		if !utf8.Valid(raw) {
+			return "", errors.New("not valid UTF-8")
+		}
+		return s, p.checkString(s)
+	case contract.PiControlParamInteger:
+		if len(raw) == 0 || !(raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9')) {
+			return "", fmt.Errorf("want a JSON integer, got %s", describeJSON(raw))
+		}
+		return p.fromString(string(raw))
+	case contract.PiControlParamBoolean:
+		switch string(raw) {
+		case "true", "false":
+			return string(raw), nil
+		}
+		return "", fmt.Errorf("want true or false, got %s", describeJSON(raw))
+	}
+	return "", fmt.Errorf("unknown parameter type %q", p.Type)
+}
+
+// fromString checks a value given as text (command line) and returns its
+// canonical form.
+func (p *param) fromString(s string) (string, error) {
+	switch p.Type {
+	case contract.PiControlParamString:
+		return s, p.checkString(s)
+	case contract.PiControlParamInteger:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return "", fmt.Errorf("%q is not an integer", truncate(s, 40))
+		}
+		if p.Min != nil && n < *p.Min {
+			return "", fmt.Errorf("%d is less than the minimum %d", n, *p.Min)
+		}
+		if p.Max != nil && n > *p.Max {
+			return "", fmt.Errorf("%d is greater than the maximum %d", n, *p.Max)
+		}
+		return strconv.FormatInt(n, 10), nil
+	case contract.PiControlParamBoolean:
+		switch s {
+		case "true", "false":
+			return s, nil
+		}
+		return "", fmt.Errorf("%q: want true or false", truncate(s, 40))
+	}
+	return "", fmt.Errorf("unknown parameter type %q", p.Type)
+}
+
+func (p *param) checkString(s string) error {
+	if len(s) > p.MaxLength {
+		return fmt.Errorf("longer than %d bytes", p.MaxLength)
+	}
+	if err := checkStringValue(s); err != nil {
+		return err
+	}
+	if p.Enum != nil {
+		for _, e := range p.Enum {
+			if s == e {
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s", truncate(s, 40), strings.Join(quoteAll(p.Enum), ", "))
+	}
+	if p.re != nil && !p.re.MatchString(s) {
+		return fmt.Errorf("%q does not match the pattern %s", truncate(s, 40), p.Pattern)
+	}
+	return nil
+}
+
+// typed returns the canonical value as the JSON type of the parameter.
+func (p *param) typed(v string) any {
+	switch p.Type {
+	case contract.PiControlParamInteger:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	case contract.PiControlParamBoolean:
+		return v == "true"
+	}
+	return v
+}
+
+func describeJSON(raw []byte) string {
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconv.Quote(s)
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
