@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"regexp"
@@ -114,12 +115,30 @@ func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
 		return cfg, nil
 	}
 	const prefix = "picontrol"
-	if err := modules.DecodeStrict(section, &cfg); err != nil {
+	if trimmed := bytes.TrimSpace(section); trimmed[0] != '{' {
+		return defaultConfig(), []modules.Problem{{File: file, Field: prefix, Err: fmt.Errorf("must be a JSON object, got %s", describeJSON(trimmed))}}
+	}
+	// Durations stay raw here so that their errors can name the field.
+	var cj configJSON
+	cj.Config = cfg
+	if err := modules.DecodeStrict(section, &cj); err != nil {
 		return defaultConfig(), []modules.Problem{modules.ProblemFor(file, prefix, err)}
 	}
+	cfg = cj.Config
 	var probs []modules.Problem
 	bad := func(field, format string, a ...any) {
 		probs = append(probs, modules.Problem{File: file, Field: prefix + "." + field, Err: fmt.Errorf(format, a...)})
+	}
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  *Duration
+	}{{"default_timeout", cj.DefaultTimeout, &cfg.DefaultTimeout}, {"kill_grace", cj.KillGrace, &cfg.KillGrace}} {
+		if d.raw != nil {
+			if err := d.dst.UnmarshalJSON(d.raw); err != nil {
+				bad(d.name, "%w", err)
+			}
+		}
 	}
 	if cfg.DefaultUser == "" {
 		bad("default_user", "must not be empty")
@@ -145,6 +164,12 @@ func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
 	return cfg, nil
 }
 
+type configJSON struct {
+	Config
+	DefaultTimeout json.RawMessage `json:"default_timeout"`
+	KillGrace      json.RawMessage `json:"kill_grace"`
+}
+
 // The JSON shapes of a module file. Nested lists stay raw so that each
 // element is decoded on its own and errors can name "commands[1].user".
 type fileJSON struct {
@@ -167,7 +192,7 @@ type commandJSON struct {
 	User            string            `json:"user"`
 	Group           string            `json:"group"`
 	Groups          *[]string         `json:"groups"`
-	Timeout         *Duration         `json:"timeout"`
+	Timeout         json.RawMessage   `json:"timeout"`
 	Env             map[string]string `json:"env"`
 	Workdir         string            `json:"workdir"`
 	Confirm         bool              `json:"confirm"`
@@ -278,6 +303,9 @@ func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
 	fe := &fieldErrs{file: file.Path}
 	var fj fileJSON
 	if err := modules.DecodeStrict(file.Data, &fj); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = errors.New("invalid JSON: the document ends too early")
+		}
 		fe.addErr("", err)
 		return nil, fe.probs
 	}
@@ -485,8 +513,10 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 	// Limits.
 	c.Timeout = time.Duration(l.cfg.DefaultTimeout)
 	if cj.Timeout != nil {
-		c.Timeout = time.Duration(*cj.Timeout)
-		if c.Timeout <= 0 || c.Timeout > MaxTimeout {
+		var d Duration
+		if err := d.UnmarshalJSON(cj.Timeout); err != nil {
+			fe.add(f("timeout"), "%w", err)
+		} else if c.Timeout = time.Duration(d); c.Timeout <= 0 || c.Timeout > MaxTimeout {
 			fe.add(f("timeout"), "%v is out of range (0, %v]", c.Timeout, MaxTimeout)
 		}
 	}
