@@ -289,6 +289,12 @@ func (s *Session) backoff(attempt int) time.Duration {
 			return jitter(500 * time.Millisecond)
 		}
 		s.flaps++
+		if s.flaps >= 2 {
+			// Mosquitto drops a taken-over connection without a DISCONNECT
+			// reason, so say what the usual cause is.
+			s.log.Warn("connection keeps dropping soon after connecting; if another client uses the same client id they take the session from each other: check that device.id / broker.client_id are unique",
+				"client_id", s.clientID, "drops", s.flaps)
+		}
 		return jitter(expDelay(s.flaps, max))
 	}
 	return jitter(expDelay(attempt+s.flaps, max))
@@ -325,7 +331,7 @@ func describeConnectError(err error) string {
 		case 0x86:
 			return "broker refused the connection: bad user name or password (broker.username, broker.password)"
 		case 0x87:
-			return "broker refused the connection: not authorized"
+			return "broker refused the connection: not authorized (check broker.username and broker.password, and the broker's access rules)"
 		case 0x85:
 			return "broker refused the connection: client id not valid (broker.client_id)"
 		case 0x84:
@@ -609,6 +615,9 @@ func (s *Session) onPublish(pr paho.PublishReceived) (bool, error) {
 			}
 			req.ResponseTopic = rt
 		}
+	}
+	if p.Retain && len(p.Payload) == 0 {
+		return true, nil // someone clearing a retained request: nothing to run
 	}
 	if p.Retain {
 		s.Event(contract.Event{Kind: contract.EventRejected, Topic: rel, Requester: req.Requester,
