@@ -103,15 +103,15 @@ type Sampler struct {
 		agentCPU float64
 	}
 
-	sys  systemInfo
-	cpu  cpuState
-	net  netState
-	disk diskState
-	temp tempSource
-	freq []hostPath
-	thr  throttleState
-	fan  fanSource
-	wifi []contract.StatsWiFi
+	sys      systemInfo
+	cpu      cpuState
+	net      netState
+	disk     diskState
+	temp     tempSource
+	freq     []hostPath
+	thr      throttleState
+	fan      fanSource
+	wifi     []contract.StatsWiFi
 	selfPrev struct {
 		prev  SelfUsage
 		at    time.Time

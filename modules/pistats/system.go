@@ -13,7 +13,7 @@ import (
 
 // systemInfo holds the static facts, read once.
 type systemInfo struct {
-	model, serial, os, kernel         string
+	model, serial, os, kernel          string
 	modelWhy, serialWhy, osWhy, kerWhy string
 }
 
