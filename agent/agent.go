@@ -80,12 +80,21 @@ func KindNames(kinds []modules.Kind) []string {
 	return out
 }
 
+// SectionKeys lists the main config sections of kinds.
+func SectionKeys(kinds []modules.Kind) []string {
+	var out []string
+	for _, k := range kinds {
+		out = append(out, k.SectionKey())
+	}
+	return out
+}
+
 // Load reads the config and every module file and builds (does not start)
 // the modules. A config error is returned as err; module problems are
 // collected and the other modules still load.
 func Load(opts Options, log *slog.Logger) (LoadResult, error) {
 	var res LoadResult
-	cfg, err := LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, KindNames(opts.Kinds))
+	cfg, err := LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, SectionKeys(opts.Kinds))
 	if err != nil {
 		return res, err
 	}
@@ -114,28 +123,40 @@ func loadModules(opts Options, cfg Config, dev contract.Device, log *slog.Logger
 		}
 	}
 	mods := map[string]modules.Module{}
-	root := contract.Root{Prefix: cfg.Topics.Prefix, Device: dev.ID}
 	for _, k := range opts.Kinds {
-		paths, _ := filepath.Glob(filepath.Join(opts.ConfigDir, "apps", "*", k.Name, "modules", "*.json"))
-		sort.Strings(paths)
-		var files []modules.File
-		for _, p := range paths {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				problems = append(problems, modules.Problem{File: p, Err: err})
-				continue
-			}
-			files = append(files, modules.File{Path: p, Data: b})
-		}
-		env := modules.Env{Log: log.With("module", k.Name), HostRoot: cfg.Host.Root, StateDir: opts.StateDir,
-			ConfigDir: opts.ConfigDir, Device: dev, Root: root}
-		m, probs := k.Load(env, cfg.Sections[k.Name], cfg.File, files)
+		files, probs := ModuleFiles(opts.ConfigDir, k.Name)
+		problems = append(problems, probs...)
+		env := ModuleEnv(opts, cfg, dev, log.With("module", k.Name))
+		m, probs := k.Load(env, cfg.Sections[k.SectionKey()], cfg.File, files)
 		problems = append(problems, probs...)
 		if m != nil {
 			mods[k.Name] = m
 		}
 	}
 	return mods, problems
+}
+
+// ModuleFiles reads <configDir>/apps/*/<kind>/modules/*.json in name order.
+func ModuleFiles(configDir, kind string) ([]modules.File, []modules.Problem) {
+	paths, _ := filepath.Glob(filepath.Join(configDir, "apps", "*", kind, "modules", "*.json"))
+	sort.Strings(paths)
+	var files []modules.File
+	var problems []modules.Problem
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			problems = append(problems, modules.Problem{File: p, Err: err})
+			continue
+		}
+		files = append(files, modules.File{Path: p, Data: b})
+	}
+	return files, problems
+}
+
+// ModuleEnv is the environment a kind's Load gets.
+func ModuleEnv(opts Options, cfg Config, dev contract.Device, log *slog.Logger) modules.Env {
+	return modules.Env{Log: log, HostRoot: cfg.Host.Root, StateDir: opts.StateDir, ConfigDir: opts.ConfigDir,
+		Device: dev, Root: contract.Root{Prefix: cfg.Topics.Prefix, Device: dev.ID}}
 }
 
 // New loads the config and prepares the agent; Run starts it.
@@ -286,7 +307,7 @@ func (a *Agent) reload() {
 	a.notify.Send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	defer a.notify.Send("READY=1")
 	a.log.Info("reloading modules")
-	cfg, err := LoadConfig(a.opts.ConfigDir, a.opts.Environ, a.opts.Sets, KindNames(a.opts.Kinds))
+	cfg, err := LoadConfig(a.opts.ConfigDir, a.opts.Environ, a.opts.Sets, SectionKeys(a.opts.Kinds))
 	if err != nil {
 		a.session.Event(contract.Event{Kind: contract.EventError, Message: "reload refused, keeping the running modules: " + err.Error()})
 		return

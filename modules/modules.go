@@ -135,11 +135,22 @@ func (p Problem) Unwrap() error { return p.Err }
 // Kind is one kind of module: the app directory apps/com.picockpit/<Name>/
 // and the section <Name> of the main config.
 type Kind struct {
-	// Name is the app name and the main config section key ("picontrol").
+	// Name is the app name and, unless Section is set, the main config
+	// section key ("picontrol").
 	Name string
+	// Section is the main config section key when it differs from Name.
+	Section string
 	// Load decodes the main config section (nil when absent) and the module
 	// files strictly and builds the module. A bad file is reported as a
 	// Problem and skipped; the rest still load. Load returns a nil Module when
 	// there is nothing to run. Load must not start anything.
 	Load func(env Env, section []byte, sectionFile string, files []File) (Module, []Problem)
+}
+
+// SectionKey is the main config section this kind reads.
+func (k Kind) SectionKey() string {
+	if k.Section != "" {
+		return k.Section
+	}
+	return k.Name
 }

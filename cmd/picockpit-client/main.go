@@ -13,10 +13,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/picockpit/picockpit-client/agent"
 	"github.com/picockpit/picockpit-client/modules/kinds"
+	"github.com/picockpit/picockpit-client/modules/picontrol"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -33,6 +35,9 @@ const usage = `usage: picockpit-client <command> [flags]
 commands:
   run      run the agent in the foreground (what the systemd unit starts)
   check    validate the config and every module file; exit 1 on any problem
+  run-command MODULE COMMAND [name=value ...]
+           run one PiControl command here, through the same checks and
+           privilege drop as a request over MQTT; exits with its exit code
   version  print the version
 
 flags of run and check:
@@ -57,7 +62,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "picockpit-client", version)
 		return 0
-	case "run", "check":
+	case "run", "check", "run-command":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		newFlags(stdout, new(agent.Options), new(string), new(stringList)).PrintDefaults()
@@ -72,6 +77,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags(stderr, &opts, &level, &sets)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if cmd == "run-command" {
+		opts.Version, opts.Environ, opts.Sets, opts.Kinds = version, os.Environ(), sets, kinds.All()
+		return runCommand(opts, fs.Args(), stdout, stderr)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "picockpit-client %s: unexpected argument %q\n", cmd, fs.Arg(0))
@@ -169,4 +178,46 @@ func run(opts agent.Options, level string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func runCommand(opts agent.Options, args []string, stdout, stderr io.Writer) int {
+	if len(args) < 2 {
+		fmt.Fprintln(stderr, "usage: picockpit-client run-command [flags] MODULE COMMAND [name=value ...]")
+		return 2
+	}
+	params := map[string]string{}
+	for _, a := range args[2:] {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			fmt.Fprintf(stderr, "error: parameter %q: want name=value\n", a)
+			return 2
+		}
+		params[k] = v
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg, err := agent.LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, agent.SectionKeys(opts.Kinds))
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	dev, err := agent.ReadDevice(cfg.Host.Root, cfg.Device.ID)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	files, probs := agent.ModuleFiles(opts.ConfigDir, "picontrol")
+	for _, p := range probs {
+		fmt.Fprintln(stderr, "error:", p.Error())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	code, err := picontrol.RunLocal(ctx, agent.ModuleEnv(opts, cfg, dev, log), cfg.Sections["picontrol"], cfg.File, files,
+		args[0], args[1], params, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
 }

@@ -3,9 +3,16 @@
 // itself from an init function.
 package kinds
 
-import "github.com/picockpit/picockpit-client/modules"
+import (
+	"github.com/picockpit/picockpit-client/modules"
+	"github.com/picockpit/picockpit-client/modules/gpio"
+	"github.com/picockpit/picockpit-client/modules/picontrol"
+	"github.com/picockpit/picockpit-client/modules/pistats"
+)
 
-// All returns every module kind, in start order.
+// All returns every module kind.
 func All() []modules.Kind {
-	return []modules.Kind{}
+	stats := pistats.Kind()
+	stats.Section = pistats.SectionKey
+	return []modules.Kind{picontrol.Kind(), stats, gpio.Kind()}
 }
