@@ -83,7 +83,7 @@ func run() error {
 	}
 	hostRoot := "/"
 	if !isPi() {
-		hostRoot = filepath.Join(repo, "modules", "pistats", "testdata", "fixtures", "pi4")
+		hostRoot = filepath.Join(repo, "modules", "pistats", "testdata", "fixtures", "pi4", "root")
 	}
 	device := "demo-pi"
 	if err := patchConfig(filepath.Join(cfgDir, "picockpit-client.config.json"), brokerURL, hostRoot, device); err != nil {

@@ -90,9 +90,10 @@ type module struct {
 	log *slog.Logger
 
 	// test hooks; zero values mean the real thing
-	now    func() time.Time
-	self   SelfReader
-	statfs StatfsFunc
+	now        func() time.Time
+	self       SelfReader
+	statfs     StatfsFunc
+	firstDelay time.Duration // before the first periodic publish
 
 	bus    modules.Bus
 	cancel context.CancelFunc
@@ -160,7 +161,11 @@ func (m *module) Close() error {
 
 func (m *module) run(ctx context.Context) {
 	defer m.wg.Done()
-	t := time.NewTimer(min(time.Second, m.set.interval))
+	first := m.firstDelay
+	if first == 0 {
+		first = min(time.Second, m.set.interval)
+	}
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,9 +27,25 @@ var fixtures = []string{"pi-zero-2w", "pi4", "pi5", "generic-amd64"}
 // t0 is the fake clock's first sample time.
 var t0 = time.Date(2026, 1, 15, 11, 3, 20, 0, time.UTC)
 
-type fakeClock struct{ t time.Time }
+// fakeClock is a settable clock, safe for concurrent use.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *fakeClock) now() time.Time { return c.t }
+func newClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
 
 // fakeSelf pretends the agent uses 11 MiB and 15 ms of CPU per sample.
 type fakeSelf struct{ n int }
@@ -139,7 +156,7 @@ func newTestSampler(fixture, root string, clk *fakeClock, edit func(*SamplerConf
 func twoSamples(t *testing.T, fixture string, edit func(*SamplerConfig)) (first, second []byte) {
 	t.Helper()
 	root := fixtureRoot(t, fixture)
-	clk := &fakeClock{t: t0}
+	clk := newClock(t0)
 	s := newTestSampler(fixture, root, clk, edit)
 	first = encode(t, s.Sample())
 	copyTree(t, filepath.Join("testdata", "fixtures", fixture, "next"), root)
@@ -254,7 +271,7 @@ func TestThrottleDecode(t *testing.T) {
 	for _, c := range cases {
 		root := fixtureRoot(t, "pi4")
 		writeFile(t, filepath.Join(root, "sys/devices/platform/soc/soc:firmware/get_throttled"), c.raw+"\n")
-		s := newTestSampler("pi4", root, &fakeClock{t: t0}, func(c *SamplerConfig) { c.Metrics = []string{contract.MetricThrottle} })
+		s := newTestSampler("pi4", root, newClock(t0), func(c *SamplerConfig) { c.Metrics = []string{contract.MetricThrottle} })
 		th := s.Sample().Throttle
 		if th == nil {
 			t.Fatalf("%s: throttle is null: %v", c.raw, s.out.Unavailable)
@@ -292,7 +309,7 @@ func TestThrottleHistory(t *testing.T) {
 		c.Metrics = []string{contract.MetricThrottle}
 		c.StateDir = state
 	}
-	clk := &fakeClock{t: t0}
+	clk := newClock(t0)
 	writeFile(t, gt, "50005\n")
 	s := newTestSampler("pi4", root, clk, only)
 	s.Sample()
@@ -304,7 +321,7 @@ func TestThrottleHistory(t *testing.T) {
 	}
 
 	// Restart in the same boot: the history is kept, with its start time.
-	clk.t = t0.Add(time.Hour)
+	clk.add(time.Hour)
 	th = newTestSampler("pi4", root, clk, only).Sample().Throttle
 	if !*th.SinceBoot.UnderVoltage || !th.WatchedSince.Equal(t0) {
 		t.Errorf("after restart: since boot uv %v, watched since %v; want true, %v", *th.SinceBoot.UnderVoltage, th.WatchedSince, t0)
@@ -313,8 +330,8 @@ func TestThrottleHistory(t *testing.T) {
 	// Reboot: a new boot id starts afresh.
 	writeFile(t, filepath.Join(root, "proc/sys/kernel/random/boot_id"), "11111111-2222-3333-4444-555555555555\n")
 	th = newTestSampler("pi4", root, clk, only).Sample().Throttle
-	if *th.SinceBoot.UnderVoltage || !th.WatchedSince.Equal(clk.t) {
-		t.Errorf("after reboot: since boot uv %v, watched since %v; want false, %v", *th.SinceBoot.UnderVoltage, th.WatchedSince, clk.t)
+	if *th.SinceBoot.UnderVoltage || !th.WatchedSince.Equal(clk.now()) {
+		t.Errorf("after reboot: since boot uv %v, watched since %v; want false, %v", *th.SinceBoot.UnderVoltage, th.WatchedSince, clk.now())
 	}
 }
 
@@ -323,7 +340,7 @@ func TestThrottleHistory(t *testing.T) {
 func TestThrottleHwmon(t *testing.T) {
 	root := fixtureRoot(t, "pi4")
 	writeFile(t, filepath.Join(root, "sys/class/hwmon/hwmon0/in0_lcrit_alarm"), "1\n")
-	s := newTestSampler("pi4", root, &fakeClock{t: t0}, func(c *SamplerConfig) { c.ThrottleSource = ThrottleHwmon })
+	s := newTestSampler("pi4", root, newClock(t0), func(c *SamplerConfig) { c.ThrottleSource = ThrottleHwmon })
 	st := s.Sample()
 	th := st.Throttle
 	if th == nil || th.Source != contract.ThrottleSourceHwmon || th.Raw != nil {
@@ -354,7 +371,7 @@ func TestMissingDataIsNull(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.metric, func(t *testing.T) {
 			root := fixtureRoot(t, "pi4")
-			s := newTestSampler("pi4", root, &fakeClock{t: t0}, nil)
+			s := newTestSampler("pi4", root, newClock(t0), nil)
 			if err := os.Remove(filepath.Join(root, c.remove)); err != nil {
 				t.Fatal(err)
 			}
@@ -399,7 +416,7 @@ func TestConfiguredMountsAndInterfaces(t *testing.T) {
 
 func TestInterfaceRecreated(t *testing.T) {
 	root := fixtureRoot(t, "pi4")
-	clk := &fakeClock{t: t0}
+	clk := newClock(t0)
 	s := newTestSampler("pi4", root, clk, func(c *SamplerConfig) { c.Metrics = []string{contract.MetricNet} })
 	s.Sample()
 	// eth0's counters restart from zero.
