@@ -160,7 +160,7 @@ func twoSamples(t *testing.T, fixture string, edit func(*SamplerConfig)) (first,
 	s := newTestSampler(fixture, root, clk, edit)
 	first = encode(t, s.Sample())
 	copyTree(t, filepath.Join("testdata", "fixtures", fixture, "next"), root)
-	clk.t = clk.t.Add(5 * time.Second)
+	clk.add(5 * time.Second)
 	second = encode(t, s.Sample())
 	return first, second
 }
@@ -426,7 +426,7 @@ func TestInterfaceRecreated(t *testing.T) {
 	}
 	b = bytes.Replace(b, []byte("912345678"), []byte("      100"), 1)
 	writeFile(t, filepath.Join(root, "proc/net/dev"), string(b))
-	clk.t = clk.t.Add(5 * time.Second)
+	clk.add(5 * time.Second)
 	st := s.Sample()
 	for _, n := range st.Net {
 		if n.Interface == "eth0" && n.RxBytesPerSecond != nil {
