@@ -56,6 +56,9 @@ func decodePayload(payload []byte) (map[string]json.RawMessage, error) {
 		if !ok {
 			return nil, errors.New("payload is not valid JSON: expected a parameter name")
 		}
+		if name == "" {
+			return nil, errors.New("payload has a parameter with an empty name")
+		}
 		var v json.RawMessage
 		if err := dec.Decode(&v); err != nil {
 			return nil, fmt.Errorf("payload is not valid JSON: parameter %q: %w", truncate(name, 40), err)
