@@ -126,7 +126,7 @@ func loadModules(opts Options, cfg Config, dev contract.Device, log *slog.Logger
 	for _, k := range opts.Kinds {
 		files, probs := ModuleFiles(opts.ConfigDir, k.Name)
 		problems = append(problems, probs...)
-		env := ModuleEnv(opts, cfg, dev, log.With("module", k.Name))
+		env := ModuleEnv(opts, cfg, dev, log) // modules tag their lines with .With("module", ...)
 		m, probs := k.Load(env, cfg.Sections[k.SectionKey()], cfg.File, files)
 		problems = append(problems, probs...)
 		if m != nil {
