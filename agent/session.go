@@ -565,7 +565,16 @@ func (s *Session) Event(ev contract.Event) {
 	if ev.Kind == contract.EventError || ev.Kind == contract.EventRejected || ev.Kind == contract.EventBusy {
 		lvl = slog.LevelWarn
 	}
-	s.log.Log(context.Background(), lvl, ev.Message, "event", ev.Kind, "module", ev.Module, "topic", ev.Topic, "requester", ev.Requester, "fields", ev.Fields)
+	attrs := []any{"event", ev.Kind}
+	for _, kv := range [][2]string{{"module", ev.Module}, {"topic", ev.Topic}, {"requester", ev.Requester}} {
+		if kv[1] != "" {
+			attrs = append(attrs, kv[0], kv[1])
+		}
+	}
+	if len(ev.Fields) > 0 {
+		attrs = append(attrs, "fields", ev.Fields)
+	}
+	s.log.Log(context.Background(), lvl, ev.Message, attrs...)
 	select {
 	case s.events <- ev:
 	default:
