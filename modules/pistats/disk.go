@@ -92,7 +92,7 @@ func (s *Sampler) sampleDisks() {
 	}
 	mounts, err := s.rd.read(s.pMounts)
 	if err != nil {
-		s.unav[contract.MetricDisks] = reasonFor(err)
+		s.unav[contract.MetricDisks] = s.reason(err, "")
 		return
 	}
 	// The mount table stays in the reader's buffer only until the next read;

@@ -42,7 +42,7 @@ func (s *Sampler) isLoopback(name string) bool {
 func (s *Sampler) sampleNet(now time.Time) {
 	b, err := s.rd.read(s.pNetDev)
 	if err != nil {
-		s.unav[contract.MetricNet] = reasonFor(err)
+		s.unav[contract.MetricNet] = s.reason(err, "")
 		return
 	}
 	ns := &s.net
@@ -145,7 +145,7 @@ func (s *Sampler) sampleNet(now time.Time) {
 func (s *Sampler) sampleWiFi() {
 	b, err := s.rd.read(s.pWireless)
 	if err != nil {
-		s.unav[contract.MetricWiFi] = reasonFor(err) + " (no Wi-Fi, or a kernel without wireless extensions)"
+		s.unav[contract.MetricWiFi] = s.reason(err, " (no Wi-Fi, or a kernel without wireless extensions)")
 		return
 	}
 	s.wifi = s.wifi[:0]

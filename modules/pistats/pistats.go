@@ -100,6 +100,7 @@ type module struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex // guards everything below
+	closed  bool
 	sampler *Sampler
 	last    []byte
 	lastAt  time.Time
@@ -156,6 +157,12 @@ func (m *module) Close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	m.mu.Lock()
+	m.closed = true
+	if m.sampler != nil {
+		m.sampler.Close()
+	}
+	m.mu.Unlock()
 	return nil
 }
 
@@ -182,6 +189,10 @@ func (m *module) run(ctx context.Context) {
 // returns the JSON.
 func (m *module) sampleAndPublish(ctx context.Context) []byte {
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
 	st := m.sampler.Sample()
 	payload, err := json.Marshal(st)
 	if err != nil { // cannot happen with these types; never publish garbage
@@ -217,8 +228,11 @@ func (m *module) onRefresh(ctx context.Context, req *modules.Request) {
 		return
 	}
 	m.mu.Lock()
-	payload, at := m.last, m.lastAt
+	payload, at, closed := m.last, m.lastAt, m.closed
 	m.mu.Unlock()
+	if closed {
+		return
+	}
 	if payload == nil || now.Sub(at) >= refreshReuse || now.Before(at) {
 		payload = m.sampleAndPublish(ctx)
 	}

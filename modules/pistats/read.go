@@ -29,49 +29,112 @@ func newHostPath(root, rel string) hostPath {
 // Full returns the path on this machine.
 func (p hostPath) Full() string { return string(p.c[:len(p.c)-1]) }
 
-// fileReader reads small procfs/sysfs files into one reused buffer. Not safe
-// for concurrent use; the sampler owns one.
+// fileReader reads small procfs/sysfs files into one reused buffer. It keeps
+// each file open and re-reads it from offset 0 with one pread: procfs and
+// sysfs regenerate the content on every read at offset 0, so a sample costs
+// one system call per file instead of open, read, read and close. A read that
+// fails closes the descriptor and retries once with a fresh open (the device
+// behind a sysfs file may have been re-created). Not safe for concurrent use.
 type fileReader struct {
 	buf []byte
+	fds map[string]int // full path -> open descriptor
+	// missing remembers files that did not exist: they are tried again only
+	// every missingRetry reads, so an absent file costs no system call and
+	// no allocation on most samples.
+	missing map[string]*missingFile
 }
+
+type missingFile struct {
+	err  error
+	skip int
+}
+
+// missingRetry is how many reads of a missing file are answered from memory
+// before it is looked for again (a minute at the default interval).
+const missingRetry = 12
 
 // errEmpty is returned for a file that exists but holds nothing.
 var errEmpty = errors.New("file is empty")
 
 // read returns the whole content of p. The slice is valid until the next read.
-// It makes no allocation when the file exists and fits the buffer.
+// It makes no allocation once the file is open and fits the buffer.
 func (r *fileReader) read(p hostPath) ([]byte, error) {
 	if r.buf == nil {
 		r.buf = make([]byte, 8192)
 	}
+	if r.fds == nil {
+		r.fds = map[string]int{}
+		r.missing = map[string]*missingFile{}
+	}
+	key := p.c[:len(p.c)-1]
+	if mf := r.missing[string(key)]; mf != nil {
+		if mf.skip > 0 {
+			mf.skip--
+			return nil, mf.err
+		}
+		delete(r.missing, string(key))
+	}
+	if fd, ok := r.fds[string(key)]; ok {
+		b, err := r.preadAll(fd)
+		if err == nil {
+			return b, nil
+		}
+		syscall.Close(fd)
+		delete(r.fds, string(key))
+	}
 	fd, err := openRead(p.c)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: p.Rel, Err: err}
+		perr := &fs.PathError{Op: "open", Path: p.Rel, Err: err}
+		if errors.Is(err, fs.ErrNotExist) {
+			r.missing[string(key)] = &missingFile{err: perr, skip: missingRetry - 1}
+		}
+		return nil, perr
 	}
-	defer syscall.Close(fd)
+	b, err := r.preadAll(fd)
+	if err != nil {
+		syscall.Close(fd)
+		if errors.Is(err, errEmpty) {
+			return nil, &fs.PathError{Op: "read", Path: p.Rel, Err: errEmpty}
+		}
+		return nil, &fs.PathError{Op: "read", Path: p.Rel, Err: err}
+	}
+	r.fds[string(key)] = fd
+	return b, nil
+}
+
+// preadAll reads fd from offset 0. A read that does not fill the buffer ends
+// the file (procfs seq_files and sysfs attributes deliver all they have); a
+// full buffer is grown and reading goes on.
+func (r *fileReader) preadAll(fd int) ([]byte, error) {
 	n := 0
 	for {
-		if n == len(r.buf) {
-			nb := make([]byte, 2*len(r.buf))
-			copy(nb, r.buf)
-			r.buf = nb
-		}
-		m, err := syscall.Read(fd, r.buf[n:])
+		m, err := syscall.Pread(fd, r.buf[n:], int64(n))
 		if err == syscall.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: p.Rel, Err: err}
-		}
-		if m <= 0 {
-			break
+			return nil, err
 		}
 		n += m
+		if m == 0 || n < len(r.buf) {
+			break
+		}
+		nb := make([]byte, 2*len(r.buf))
+		copy(nb, r.buf)
+		r.buf = nb
 	}
 	if n == 0 {
-		return nil, &fs.PathError{Op: "read", Path: p.Rel, Err: errEmpty}
+		return nil, errEmpty
 	}
 	return r.buf[:n], nil
+}
+
+// close releases every open descriptor.
+func (r *fileReader) close() {
+	for k, fd := range r.fds {
+		syscall.Close(fd)
+		delete(r.fds, k)
+	}
 }
 
 // openRead opens the NUL-terminated path read-only without allocating.

@@ -2,6 +2,8 @@ package pistats
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"math"
 	"path/filepath"
@@ -77,14 +79,16 @@ type Sampler struct {
 	statfs  StatfsFunc
 	enabled map[string]bool
 	rd      fileReader
+	selfRd  fileReader
 	seq     uint64
 
 	// paths read every sample
 	pStat, pUptime, pLoadavg, pMeminfo, pNetDev, pWireless, pMounts hostPath
 
-	out   contract.Stats
-	unav  map[string]string
-	store struct {
+	out     contract.Stats
+	unav    map[string]string
+	reasons map[reasonKey]string // memoized reasons of remembered errors
+	store   struct {
 		system   contract.StatsSystem
 		uptime   contract.StatsUptime
 		bootTime time.Time
@@ -135,7 +139,7 @@ func NewSampler(cfg SamplerConfig) *Sampler {
 		s.now = time.Now
 	}
 	if s.self == nil {
-		s.self = readSelf
+		s.self = newSelfReader(&s.selfRd)
 	}
 	if s.statfs == nil {
 		s.statfs = syscall.Statfs
@@ -159,6 +163,7 @@ func NewSampler(cfg SamplerConfig) *Sampler {
 	s.pWireless = newHostPath(root, "/proc/net/wireless")
 	s.pMounts = newHostPath(root, "/proc/mounts")
 	s.unav = map[string]string{}
+	s.reasons = map[reasonKey]string{}
 	s.net.entries = map[string]*netEntry{}
 
 	if s.enabled[contract.MetricSystem] {
@@ -180,6 +185,35 @@ func NewSampler(cfg SamplerConfig) *Sampler {
 		s.fan = discoverFan(root)
 	}
 	return s
+}
+
+type reasonKey struct {
+	op, path, suffix string
+	err              error
+}
+
+// reason is reasonFor(err)+suffix, memoized per file and error, so a metric
+// that stays unavailable does not allocate a new reason every sample.
+func (s *Sampler) reason(err error, suffix string) string {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return reasonFor(err) + suffix
+	}
+	k := reasonKey{op: pe.Op, path: pe.Path, suffix: suffix, err: pe.Err}
+	if r, ok := s.reasons[k]; ok {
+		return r
+	}
+	r := reasonFor(err) + suffix
+	if len(s.reasons) < 256 {
+		s.reasons[k] = r
+	}
+	return r
+}
+
+// Close releases the files the Sampler keeps open.
+func (s *Sampler) Close() {
+	s.rd.close()
+	s.selfRd.close()
 }
 
 // Prime reads the counters (CPU times, network bytes, own CPU time) so that
@@ -249,7 +283,7 @@ func (s *Sampler) Sample() *contract.Stats {
 func (s *Sampler) sampleLoad() {
 	b, err := s.rd.read(s.pLoadavg)
 	if err != nil {
-		s.unav[contract.MetricLoad] = reasonFor(err)
+		s.unav[contract.MetricLoad] = s.reason(err, "")
 		return
 	}
 	var v [3]float64
@@ -286,7 +320,7 @@ type cpuState struct {
 func (s *Sampler) sampleProcStat(now time.Time) {
 	b, err := s.rd.read(s.pStat)
 	if err != nil {
-		r := reasonFor(err)
+		r := s.reason(err, "")
 		if s.enabled[contract.MetricCPU] {
 			s.unav[contract.MetricCPU] = r
 		}
@@ -427,7 +461,7 @@ func busyPercent(prev, cur cpuTimes) (float64, bool) {
 func (s *Sampler) sampleUptime(btime uint64, haveBtime bool) {
 	b, err := s.rd.read(s.pUptime)
 	if err != nil {
-		s.unav[contract.MetricUptime] = reasonFor(err)
+		s.unav[contract.MetricUptime] = s.reason(err, "")
 		return
 	}
 	f, _ := nextField(b, 0)
@@ -453,7 +487,7 @@ func (s *Sampler) sampleUptime(btime uint64, haveBtime bool) {
 func (s *Sampler) sampleMeminfo() {
 	b, err := s.rd.read(s.pMeminfo)
 	if err != nil {
-		r := reasonFor(err)
+		r := s.reason(err, "")
 		if s.enabled[contract.MetricMemory] {
 			s.unav[contract.MetricMemory] = r
 		}
@@ -573,7 +607,7 @@ func (s *Sampler) sampleTemperature() {
 	}
 	b, err := s.rd.read(s.temp.path)
 	if err != nil {
-		s.unav[contract.MetricTemperature] = reasonFor(err)
+		s.unav[contract.MetricTemperature] = s.reason(err, "")
 		return
 	}
 	v, ok := parseInt(trimSpace(b))
@@ -619,7 +653,7 @@ func (s *Sampler) sampleCPUFreq() {
 	for _, p := range s.freq {
 		b, err := s.rd.read(p)
 		if err != nil {
-			s.unav[contract.MetricCPUFreq] = reasonFor(err)
+			s.unav[contract.MetricCPUFreq] = s.reason(err, "")
 			return
 		}
 		khz, ok := parseUint(trimSpace(b))
@@ -639,7 +673,7 @@ func (s *Sampler) sampleCPUFreq() {
 func (s *Sampler) sampleAgent(now time.Time) {
 	u, err := s.self()
 	if err != nil {
-		s.unav[contract.MetricAgent] = reasonFor(err)
+		s.unav[contract.MetricAgent] = s.reason(err, "")
 		return
 	}
 	a := &s.store.agent
@@ -660,30 +694,29 @@ var (
 	pageSize  = uint64(syscall.Getpagesize())
 )
 
-// readSelf reads the real process's RSS (/proc/self/statm) and CPU time
-// (getrusage).
-func readSelf() (SelfUsage, error) {
-	var u SelfUsage
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return u, err
+// newSelfReader reads the real process's RSS (/proc/self/statm, kept open in
+// rd) and CPU time (getrusage).
+func newSelfReader(rd *fileReader) SelfReader {
+	return func() (SelfUsage, error) {
+		var u SelfUsage
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return u, err
+		}
+		u.CPUTime = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		b, err := rd.read(selfStatm)
+		if err != nil {
+			return u, err
+		}
+		_, i := nextField(b, 0)
+		f, _ := nextField(b, i)
+		pages, ok := parseUint(f)
+		if !ok {
+			return u, &parseError{path: selfStatm.Rel}
+		}
+		u.RSSBytes = pages * pageSize
+		return u, nil
 	}
-	u.CPUTime = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	var rd fileReader
-	var buf [128]byte
-	rd.buf = buf[:]
-	b, err := rd.read(selfStatm)
-	if err != nil {
-		return u, err
-	}
-	_, i := nextField(b, 0)
-	f, _ := nextField(b, i)
-	pages, ok := parseUint(f)
-	if !ok {
-		return u, &parseError{path: selfStatm.Rel}
-	}
-	u.RSSBytes = pages * pageSize
-	return u, nil
 }
 
 type parseError struct{ path string }

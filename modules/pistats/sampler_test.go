@@ -95,7 +95,7 @@ func fakeStatfs(fixture, root string) StatfsFunc {
 }
 
 // copyTree copies the directory src into dst.
-func copyTree(t *testing.T, src, dst string) {
+func copyTree(t testing.TB, src, dst string) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -136,7 +136,7 @@ func (s *Sampler) sampleThrottle() {
 	}
 	b, err := s.rd.read(ts.path)
 	if err != nil {
-		s.unav[contract.MetricThrottle] = reasonFor(err)
+		s.unav[contract.MetricThrottle] = s.reason(err, "")
 		return
 	}
 	out := &s.store.throttle
@@ -240,7 +240,7 @@ func (s *Sampler) sampleFan() {
 	}
 	b, err := s.rd.read(f.rpm)
 	if err != nil {
-		s.unav[contract.MetricFan] = reasonFor(err)
+		s.unav[contract.MetricFan] = s.reason(err, "")
 		return
 	}
 	rpm, ok := parseUint(trimSpace(b))
@@ -253,7 +253,7 @@ func (s *Sampler) sampleFan() {
 	if !f.hasPWM {
 		s.unav["fan.pwm_percent"] = "the fan's hwmon device has no pwm1"
 	} else if b, err := s.rd.read(f.pwm); err != nil {
-		s.unav["fan.pwm_percent"] = reasonFor(err)
+		s.unav["fan.pwm_percent"] = s.reason(err, "")
 	} else if v, ok := parseUint(trimSpace(b)); !ok || v > 255 {
 		s.unav["fan.pwm_percent"] = f.pwm.Rel + ": unexpected format"
 	} else {
