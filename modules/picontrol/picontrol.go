@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/agent/runas"
@@ -302,7 +303,6 @@ func (m *Module) handle(_ context.Context, req *modules.Request) {
 	m.wg.Add(1)
 	m.mu.Unlock()
 
-	x.send(x.base(contract.StatusAccepted))
 	go func() {
 		defer m.wg.Done()
 		defer func() {
@@ -311,6 +311,9 @@ func (m *Module) handle(_ context.Context, req *modules.Request) {
 			m.mu.Unlock()
 		}()
 		defer release()
+		// Replies may wait for the broker: send even "accepted" from here so
+		// the subscription worker never waits.
+		x.send(x.base(contract.StatusAccepted))
 		m.execute(x, c, vals)
 	}()
 }
@@ -356,11 +359,30 @@ func (m *Module) execute(x *exchange, c *command, vals map[string]string) {
 		notRun("picontrol shut down before the command ran")
 		return
 	}
-	r := m.runCommand(m.ctx, c, vals, func(stream string, chunk []byte) {
+	// A chunk may end inside a UTF-8 sequence: hold the incomplete tail back
+	// for the next chunk of the same stream.
+	var heldMu sync.Mutex
+	held := map[string][]byte{}
+	chunk := func(stream string, data []byte) {
 		cr := x.base(contract.StatusRunning)
-		cr.Stream, cr.Data = stream, string(chunk)
+		cr.Stream, cr.Data = stream, string(data)
 		x.send(cr)
+	}
+	r := m.runCommand(m.ctx, c, vals, func(stream string, data []byte) {
+		heldMu.Lock()
+		data = append(held[stream], data...)
+		complete, rest := splitUTF8(data)
+		held[stream] = append([]byte(nil), rest...)
+		heldMu.Unlock()
+		if len(complete) > 0 {
+			chunk(stream, complete)
+		}
 	})
+	for _, stream := range []string{runas.Stdout, runas.Stderr} {
+		if len(held[stream]) > 0 {
+			chunk(stream, held[stream])
+		}
+	}
 	r.Response.Topic = x.req.Topic
 	r.Module, r.Command = x.module, x.command
 	x.send(r)
@@ -431,4 +453,17 @@ func (m *Module) audit(x *exchange, c *command, r contract.PiControlReply) {
 // Commands lists "module/command" ids of the loaded commands, sorted.
 func (m *Module) Commands() []string {
 	return slices.Sorted(maps.Keys(m.commands))
+}
+
+// splitUTF8 splits b before a UTF-8 sequence that is cut off at its end.
+func splitUTF8(b []byte) (complete, rest []byte) {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return b[:i], b[i:]
+			}
+			break
+		}
+	}
+	return b, nil
 }

@@ -728,3 +728,20 @@ func TestCommandsSortedAndExported(t *testing.T) {
 		t.Errorf("Kind() = %+v", k)
 	}
 }
+
+func TestSplitUTF8(t *testing.T) {
+	for _, tc := range []struct{ in, complete, rest string }{
+		{"abc", "abc", ""},
+		{"ab\xc3", "ab", "\xc3"},
+		{"ab\xc3\xa4", "ab\xc3\xa4", ""},
+		{"\xe2\x82", "", "\xe2\x82"},
+		{"x\xf0\x9f\x98", "x", "\xf0\x9f\x98"},
+		{"x\xff", "x\xff", ""},
+		{"", "", ""},
+	} {
+		c, r := splitUTF8([]byte(tc.in))
+		if string(c) != tc.complete || string(r) != tc.rest {
+			t.Errorf("splitUTF8(%q) = %q, %q; want %q, %q", tc.in, c, r, tc.complete, tc.rest)
+		}
+	}
+}
