@@ -2,9 +2,11 @@ package agenttest
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -12,54 +14,91 @@ import (
 )
 
 var (
-	schemaMu    sync.Mutex
-	schemaCache = map[string]*jsonschema.Schema{}
+	schemaOnce sync.Once
+	schemaErr  error
+	schemaMu   sync.Mutex
+	compiler   *jsonschema.Compiler
+	schemaIDs  = map[string]string{} // name -> URL to compile
+	compiled   = map[string]*jsonschema.Schema{}
 )
 
-// SchemaPath returns docs/schemas/<name>.schema.json in the repo.
-func SchemaPath(name string) string {
+// SchemaDir returns docs/schemas in the repo.
+func SchemaDir() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "docs", "schemas", name+".schema.json")
+	return filepath.Join(filepath.Dir(file), "..", "..", "docs", "schemas")
+}
+
+// loadSchemas adds every docs/schemas/*.schema.json to one compiler under
+// its $id, so that schemas can $ref each other by $id.
+func loadSchemas() error {
+	compiler = jsonschema.NewCompiler()
+	compiler.AssertFormat()
+	paths, err := filepath.Glob(filepath.Join(SchemaDir(), "*.schema.json"))
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		doc, err := jsonschema.UnmarshalJSON(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		url := "file://" + p
+		if m, ok := doc.(map[string]any); ok {
+			if id, ok := m["$id"].(string); ok && id != "" {
+				url = id
+			}
+		}
+		if err := compiler.AddResource(url, doc); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		schemaIDs[strings.TrimSuffix(filepath.Base(p), ".schema.json")] = url
+	}
+	return nil
 }
 
 // ValidateSchema fails the test unless payload is valid against
 // docs/schemas/<name>.schema.json.
 func ValidateSchema(t testing.TB, name string, payload []byte) {
 	t.Helper()
+	if err := CheckSchema(name, payload); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CheckSchema validates payload against docs/schemas/<name>.schema.json.
+func CheckSchema(name string, payload []byte) error {
+	schemaOnce.Do(func() { schemaErr = loadSchemas() })
+	if schemaErr != nil {
+		return fmt.Errorf("schemas: %w", schemaErr)
+	}
 	schemaMu.Lock()
-	sch, ok := schemaCache[name]
+	sch, ok := compiled[name]
 	if !ok {
-		path := SchemaPath(name)
-		f, err := os.Open(path)
+		url, known := schemaIDs[name]
+		if !known {
+			schemaMu.Unlock()
+			return fmt.Errorf("no schema docs/schemas/%s.schema.json", name)
+		}
+		var err error
+		sch, err = compiler.Compile(url)
 		if err != nil {
 			schemaMu.Unlock()
-			t.Fatalf("schema %s: %v", name, err)
+			return fmt.Errorf("schema %s: %w", name, err)
 		}
-		doc, err := jsonschema.UnmarshalJSON(f)
-		f.Close()
-		if err != nil {
-			schemaMu.Unlock()
-			t.Fatalf("schema %s: %v", name, err)
-		}
-		c := jsonschema.NewCompiler()
-		c.AssertFormat()
-		if err := c.AddResource(path, doc); err != nil {
-			schemaMu.Unlock()
-			t.Fatalf("schema %s: %v", name, err)
-		}
-		sch, err = c.Compile(path)
-		if err != nil {
-			schemaMu.Unlock()
-			t.Fatalf("schema %s: %v", name, err)
-		}
-		schemaCache[name] = sch
+		compiled[name] = sch
 	}
 	schemaMu.Unlock()
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
 	if err != nil {
-		t.Fatalf("%s payload is not JSON: %v: %s", name, err, payload)
+		return fmt.Errorf("%s payload is not JSON: %v: %s", name, err, payload)
 	}
 	if err := sch.Validate(v); err != nil {
-		t.Fatalf("%s payload does not match docs/schemas/%s.schema.json: %v\npayload: %s", name, name, err, payload)
+		return fmt.Errorf("%s payload does not match docs/schemas/%s.schema.json: %v\npayload: %s", name, name, err, payload)
 	}
+	return nil
 }
