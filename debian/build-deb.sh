@@ -19,8 +19,8 @@ ARCHES=${ARCHES:-"armhf arm64 amd64"}
 OUT_DIR=${OUT_DIR:-dist}
 ETC_SRC=${ETC_SRC:-etc/picockpit-client}
 
-ensure_tools dpkg-deb:dpkg dpkg-gencontrol:dpkg-dev gzip:gzip go:golang-go
-command -v go >/dev/null || die "go not found"
+ensure_tools dpkg-deb:dpkg dpkg-gencontrol:dpkg-dev gzip:gzip
+command -v go >/dev/null || die "go not found in PATH (Go 1.26, see go.mod)"
 compute_versions
 [ -d "$ETC_SRC" ] || die "configuration tree $ETC_SRC not found"
 

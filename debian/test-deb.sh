@@ -1,0 +1,505 @@
+#!/bin/bash
+# Acceptance test for the picockpit-client packages and apt repository.
+#
+#  1. builds the .debs (version N for armhf, arm64, amd64; N+1 for the host
+#     architecture) with debian/build-deb.sh into a work directory;
+#  2. inspects them: dpkg-deb --info/--contents, conffiles, lintian, `file`
+#     (ARM really ARM, every binary static), GOARM=6, sizes;
+#  3. builds signed repositories with debian/build-repo.sh: the good one
+#     (test key A), one signed by another key, one with a tampered Packages
+#     file, one with a tampered Release/InRelease;
+#  4. debootstraps a minimal Debian 12 (bookworm, minbase) from the mirror in
+#     this machine's apt sources (cached as a tarball), and in that chroot:
+#     apt refuses the three bad repositories; installs from the good one
+#     (signature verified via Signed-By) and checks binary, unit, conffiles,
+#     state directory, enable symlink; upgrades N -> N+1 keeping the user's
+#     conffile edits; removes and purges.
+#
+# Needs root. Prints PASS/FAIL per check and ends with "test-deb: N passed,
+# M failed"; exits non-zero on any failure.
+#
+# Environment: VERSION (version N, default from debian/changelog),
+# ETC_SRC (configuration tree, default etc/picockpit-client),
+# KEEP_WORK=1 (keep the work directory), CACHE_MAX_AGE_DAYS (default 30).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. debian/lib.sh
+
+SUITE_DEBIAN=bookworm
+CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/$PKG
+ETC_SRC=${ETC_SRC:-etc/picockpit-client}
+export ETC_SRC
+
+[ "$(id -u)" = 0 ] || die "test-deb must run as root (debootstrap, chroot)"
+
+T_START=$(date +%s)
+declare -a TIMINGS=()
+phase_start=$T_START
+phase_name=""
+phase() {
+	local now
+	now=$(date +%s)
+	[ -n "$phase_name" ] && TIMINGS+=("$(printf '%-28s %4d s' "$phase_name" $((now - phase_start)))")
+	phase_name=$1
+	phase_start=$now
+	[ -n "$1" ] && printf '\n=== %s\n' "$1"
+}
+
+PASSED=0
+FAILED=0
+declare -a FAILURES=()
+pass() {
+	PASSED=$((PASSED + 1))
+	printf 'PASS: %s\n' "$1"
+}
+fail() {
+	FAILED=$((FAILED + 1))
+	FAILURES+=("$1")
+	printf 'FAIL: %s%s\n' "$1" "${2:+ -- $2}"
+}
+# check NAME CMD...: PASS when CMD succeeds.
+check() {
+	local name=$1
+	shift
+	if "$@"; then pass "$name"; else fail "$name"; fi
+}
+
+WORK=$(mktemp -d /var/tmp/$PKG-test-deb.XXXXXX)
+ROOT=$WORK/chroot
+cleanup() {
+	if mountpoint -q "$ROOT/proc" 2>/dev/null; then umount -l "$ROOT/proc" || true; fi
+	if [ "${KEEP_WORK:-}" = 1 ]; then
+		echo "work directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- tools
+phase "tools"
+ensure_tools debootstrap:debootstrap dpkg-gencontrol:dpkg-dev lintian:lintian \
+	gpg:gnupg apt-ftparchive:apt-utils file:file xz:xz-utils
+compute_versions
+HOST_ARCH=$(dpkg --print-architecture)
+N_UP=$UPSTREAM_VERSION
+N_DEB=$DEB_VERSION
+N1_UP="${N_UP#v}+upgradetest"
+N1_DEB="$(printf '%s' "$N1_UP" | tr -- '-_' '++')-1"
+dpkg --compare-versions "$N1_DEB" gt "$N_DEB" || die "N+1 ($N1_DEB) is not newer than N ($N_DEB)"
+echo "version N=$N_DEB (binary $N_UP), N+1=$N1_DEB; host architecture $HOST_ARCH"
+
+# ---------------------------------------------------------------- build
+phase "build .debs (N, 3 arches)"
+if ! OUT_DIR=$WORK/n VERSION=$N_UP debian/build-deb.sh; then
+	fail "build-deb.sh (version N)"
+	phase ""
+	printf 'test-deb: %d passed, %d failed\n' "$PASSED" "$FAILED"
+	exit 1
+fi
+pass "build-deb.sh builds armhf, arm64, amd64"
+
+# N+1 ships the same configuration, except that every conffile but the
+# first ("A": the main config when there is one) changed upstream.
+mapfile -t CONFFILES < <(dpkg-deb -I "$WORK/n/${PKG}_${N_DEB}_${HOST_ARCH}.deb" conffiles 2>/dev/null)
+A="" B="" C=""
+for f in "${CONFFILES[@]}"; do
+	[ "$f" = "/etc/$PKG/$PKG.config.json" ] && A=$f
+done
+for f in "${CONFFILES[@]}"; do
+	[ "$f" = "$A" ] && continue
+	if [ -z "$A" ]; then A=$f; elif [ -z "$B" ]; then B=$f; elif [ -z "$C" ]; then C=$f; fi
+done
+echo "conffiles: ${#CONFFILES[@]}; A (user edits, upstream same)=${A:-none}; B (both change)=${B:-none}; C (upstream changes)=${C:-none}"
+rm -rf "$WORK/etc-n1"
+cp -a "$ETC_SRC" "$WORK/etc-n1"
+for f in "${CONFFILES[@]}"; do
+	[ "$f" = "$A" ] && continue
+	printf ' \n' >>"$WORK/etc-n1/${f#/etc/$PKG/}"
+done
+phase "build .deb (N+1, $HOST_ARCH)"
+if OUT_DIR=$WORK/n1 VERSION=$N1_UP ARCHES=$HOST_ARCH ETC_SRC=$WORK/etc-n1 debian/build-deb.sh; then
+	pass "build-deb.sh builds N+1 ($N1_DEB)"
+else
+	fail "build-deb.sh (version N+1)"
+fi
+
+# ---------------------------------------------------------------- inspect
+phase "inspect .debs + lintian"
+declare -a SIZES=()
+for arch in armhf arm64 amd64; do
+	deb=$WORK/n/${PKG}_${N_DEB}_${arch}.deb
+	[ -f "$deb" ] || {
+		fail "$arch: $deb exists"
+		continue
+	}
+	SIZES+=("$(printf '%-40s %9d bytes' "$(basename "$deb")" "$(stat -c %s "$deb")")")
+	info=$(dpkg-deb --info "$deb") && pass "$arch: dpkg-deb --info" || fail "$arch: dpkg-deb --info"
+	for field in "Package: $PKG" "Version: $N_DEB" "Architecture: $arch" "Section: admin" \
+		"Priority: optional" "Homepage: " "Maintainer: " "Depends: init-system-helpers" "Installed-Size: " \
+		"Description: "; do
+		grep -q "^ $field" <<<"$info" || fail "$arch: control has '$field'"
+	done
+	pass "$arch: control fields (Package, Version, Architecture, Section, Priority, Homepage, Depends, Description)"
+
+	contents=$(dpkg-deb --contents "$deb")
+	bad_owner=$(awk '$2 != "root/root"' <<<"$contents")
+	[ -z "$bad_owner" ] && pass "$arch: every file owned by root/root" || fail "$arch: owners" "$bad_owner"
+	want=(
+		"-rwxr-xr-x ./usr/bin/$PKG"
+		"-rw-r--r-- ./lib/systemd/system/$PKG.service"
+		"-rw-r--r-- ./usr/share/doc/$PKG/copyright"
+		"-rw-r--r-- ./usr/share/doc/$PKG/changelog.Debian.gz"
+		"-rw-r--r-- ./usr/share/man/man8/$PKG.8.gz"
+		"drwxr-xr-x ./etc/$PKG/"
+	)
+	for w in "${want[@]}"; do
+		mode=${w%% *}
+		path=${w#* }
+		awk -v m="$mode" -v p="$path" '$1 == m && $6 == p { found = 1 } END { exit !found }' <<<"$contents" ||
+			fail "$arch: contents has $path with mode $mode"
+	done
+	pass "$arch: contents (binary 0755, unit in /lib/systemd/system, doc, man page, /etc/$PKG)"
+
+	# conffiles == every file under /etc in the package
+	shipped_etc=$(awk '$6 ~ "^./etc/" && $1 !~ /^d/ { sub(/^\./, "", $6); print $6 }' <<<"$contents" | sort)
+	listed=$(dpkg-deb -I "$deb" conffiles 2>/dev/null | sort)
+	if [ -n "$listed" ] && [ "$shipped_etc" = "$listed" ]; then
+		pass "$arch: conffiles lists every file under /etc/$PKG ($(wc -l <<<"$listed"))"
+	else
+		fail "$arch: conffiles == files under /etc" "shipped: $shipped_etc; listed: $listed"
+	fi
+	if grep -q "/etc/$PKG/$PKG.config.json" <<<"$listed"; then
+		awk -v p="./etc/$PKG/$PKG.config.json" '$6 == p && $1 == "-rw-------"' <<<"$contents" | grep -q . &&
+			pass "$arch: main config is 0600" || fail "$arch: main config is 0600"
+	fi
+
+	lint=$(lintian --fail-on error,warning --display-info "$deb" 2>&1)
+	lrc=$?
+	lint=$(grep -v 'running with root privileges' <<<"$lint")
+	[ -n "$lint" ] && sed 's/^/    lintian: /' <<<"$lint"
+	if [ $lrc = 0 ] && ! grep -q '^[EW]:' <<<"$lint"; then
+		pass "$arch: lintian clean (no errors, no warnings)"
+	else
+		fail "$arch: lintian" "exit $lrc"
+	fi
+
+	x=$WORK/x-$arch
+	dpkg-deb -x "$deb" "$x"
+	ft=$(file -b "$x/usr/bin/$PKG")
+	echo "    file: $ft"
+	case $arch in
+	armhf) expect="ELF 32-bit LSB executable, ARM, EABI5" ;;
+	arm64) expect="ELF 64-bit LSB executable, ARM aarch64" ;;
+	amd64) expect="ELF 64-bit LSB executable, x86-64" ;;
+	esac
+	[[ $ft == "$expect"* ]] && pass "$arch: binary is $expect" || fail "$arch: binary is $expect" "$ft"
+	[[ $ft == *"statically linked"* ]] && pass "$arch: binary statically linked" || fail "$arch: statically linked" "$ft"
+	[[ $ft == *", stripped"* ]] && pass "$arch: binary stripped (-s -w)" || fail "$arch: stripped" "$ft"
+	bi=$(go version -m "$x/usr/bin/$PKG" 2>/dev/null)
+	grep -q $'\tCGO_ENABLED=0' <<<"$bi" && pass "$arch: built with CGO_ENABLED=0" || fail "$arch: CGO_ENABLED=0"
+	if [ "$arch" = armhf ]; then
+		grep -q $'\tGOARM=6' <<<"$bi" && pass "armhf: built for ARMv6 (GOARM=6: Pi Zero/1)" || fail "armhf: GOARM=6"
+	fi
+	if [ "$arch" = "$HOST_ARCH" ]; then
+		out=$("$x/usr/bin/$PKG" version 2>&1)
+		[[ $out == *"$N_UP"* ]] && pass "$arch: '$PKG version' prints $N_UP" || fail "$arch: version output" "$out"
+	fi
+done
+
+# ---------------------------------------------------------------- repos
+phase "signed repositories"
+export GNUPGHOME_A=$WORK/gpg-a
+install -d -m 0700 "$GNUPGHOME_A"
+GNUPGHOME=$GNUPGHOME_A gpg --batch --quiet --no-tty --passphrase '' --quick-generate-key \
+	"picockpit-client test-deb key A <picockpit-client@picockpit.com>" ed25519 sign never 2>/dev/null
+KEY_A=$(GNUPGHOME=$GNUPGHOME_A gpg --batch --quiet --with-colons --list-secret-keys 2>/dev/null | awk -F: '$1 == "fpr" { print $10; exit }')
+repo() { # repo OUTDIR DEBDIR [key A?]
+	if [ "${3:-}" = A ]; then
+		GNUPGHOME=$GNUPGHOME_A SIGNING_KEY_ID=$KEY_A DEB_DIR=$2 REPO_DIR=$1 debian/build-repo.sh
+	else
+		env -u GNUPGHOME -u SIGNING_KEY_ID DEB_DIR=$2 REPO_DIR=$1 debian/build-repo.sh
+	fi
+}
+repo "$WORK/repo-n" "$WORK/n" A && pass "build-repo.sh with a given key (SIGNING_KEY_ID + GNUPGHOME)" || fail "build-repo.sh (key A)"
+repo "$WORK/repo-n1" "$WORK/n1" A || fail "build-repo.sh (N+1, key A)"
+repo "$WORK/repo-otherkey" "$WORK/n" && pass "build-repo.sh with a throwaway key" || fail "build-repo.sh (throwaway key)"
+for a in armhf arm64 amd64; do
+	grep -q "^Package: $PKG" "$WORK/repo-n/dists/stable/main/binary-$a/Packages" 2>/dev/null ||
+		fail "repository has a $a Packages entry"
+done
+grep -q '^Architectures: amd64 arm64 armhf$' "$WORK/repo-n/dists/stable/Release" &&
+	pass "repository Release lists amd64 arm64 armhf" || fail "Release Architectures"
+head -1 "$WORK/repo-n/$PKG-archive-keyring.asc" | grep -q 'BEGIN PGP PUBLIC KEY BLOCK' &&
+	pass "armored public key $PKG-archive-keyring.asc" || fail "armored public key"
+
+# Tampered Packages: an attacker raises the version (and recompresses); the
+# signed Release still carries the old hashes.
+cp -a "$WORK/repo-n" "$WORK/repo-tampered-packages"
+for pk in "$WORK"/repo-tampered-packages/dists/stable/main/binary-*/Packages; do
+	sed -i "s/^Version: .*/Version: 99.0-1/" "$pk"
+	gzip -9n <"$pk" >"$pk.gz"
+	xz -9 <"$pk" >"$pk.xz"
+done
+# Tampered Release: the same, plus Release/InRelease rewritten with the new
+# hashes, keeping the old signatures (the attacker cannot re-sign).
+cp -a "$WORK/repo-tampered-packages" "$WORK/repo-tampered-release"
+(
+	cd "$WORK/repo-tampered-release/dists/stable" &&
+		apt-ftparchive -o APT::FTPArchive::Release::Suite=stable -o APT::FTPArchive::Release::Codename=stable \
+			-o "APT::FTPArchive::Release::Architectures=amd64 arm64 armhf" \
+			-o APT::FTPArchive::Release::Components=main release . >"$WORK/Release.new" &&
+		grep -v '^ .* \(In\)\?Release\(\.gpg\)\?$' "$WORK/Release.new" >Release &&
+		awk -v body=Release '
+			/^-----BEGIN PGP SIGNATURE-----/ { sig = 1 }
+			sig { print; next }
+			hdr < 2 { print; if ($0 == "") hdr = 2; else if (/^Hash:/) hdr = 1; next }
+			!done { while ((getline l < body) > 0) print l; done = 1 }
+		' InRelease >InRelease.new && mv InRelease.new InRelease
+) || fail "prepare tampered Release"
+grep -q "^Version: 99.0-1" "$WORK/repo-tampered-release/dists/stable/main/binary-amd64/Packages" &&
+	! cmp -s "$WORK/repo-n/dists/stable/InRelease" "$WORK/repo-tampered-release/dists/stable/InRelease" ||
+	fail "tampered repositories differ from the good one"
+
+# ---------------------------------------------------------------- chroot
+phase "debootstrap $SUITE_DEBIAN minbase"
+# The Debian mirror comes from this machine's apt sources.
+find_mirror() {
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		awk -v want="$SUITE_DEBIAN" '
+			function flush() {
+				if (types ~ /(^| )deb( |$)/ && tolower(enabled) != "no" && (" " suites " ") ~ (" " want " ")) {
+					n = split(uris, u, " ")
+					for (i = 1; i <= n; i++) if (u[i] ~ /^(https?|file):/) { print u[i], signed; exit }
+				}
+				types = uris = suites = enabled = signed = ""
+			}
+			/^[ \t]*#/ { next }
+			/^[ \t]*$/ { flush(); next }
+			/^[A-Za-z-]+:/ {
+				key = tolower(substr($0, 1, index($0, ":") - 1))
+				val = substr($0, index($0, ":") + 1); gsub(/^[ \t]+|[ \t]+$/, "", val)
+				if (key == "types") types = val
+				else if (key == "uris") uris = val
+				else if (key == "suites") suites = val
+				else if (key == "enabled") enabled = val
+				else if (key == "signed-by" && val ~ /^\//) signed = val
+			}
+			END { flush() }
+		' "$f" | head -n1
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		awk -v want="$SUITE_DEBIAN" '
+			$1 != "deb" { next }
+			{
+				i = 2; signed = ""
+				if ($2 ~ /^\[/) {
+					while (i <= NF) {
+						if ($i ~ /^\[?signed-by=/) { s = $i; sub(/^\[?signed-by=/, "", s); sub(/\]$/, "", s); signed = s }
+						if ($i ~ /\]$/) { i++; break }
+						i++
+					}
+				}
+				if ($(i + 1) == want && $i ~ /^(https?|file):/) { print $i, signed; exit }
+			}
+		' "$f" | head -n1
+	done
+}
+read -r MIRROR MIRROR_KEYRING < <(find_mirror | head -n1) || true
+[ -n "${MIRROR:-}" ] || die "no '$SUITE_DEBIAN' deb source in /etc/apt/sources.list or /etc/apt/sources.list.d/*.sources"
+[ -n "${MIRROR_KEYRING:-}" ] || MIRROR_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+echo "mirror (from this machine's apt sources): $MIRROR; keyring $MIRROR_KEYRING"
+
+key=$(printf '%s|%s|minbase|%s' "$MIRROR" "$SUITE_DEBIAN" "$HOST_ARCH" | sha256sum | cut -c1-12)
+TARBALL=$CACHE_DIR/debootstrap-$SUITE_DEBIAN-minbase-$HOST_ARCH-$key.tar.gz
+mkdir -p "$CACHE_DIR" "$ROOT"
+if [ -f "$TARBALL" ] && [ -n "$(find "$TARBALL" -mtime -"${CACHE_MAX_AGE_DAYS:-30}")" ]; then
+	echo "using cached chroot $TARBALL"
+	tar -C "$ROOT" --numeric-owner -xpzf "$TARBALL" || die "cannot unpack $TARBALL"
+else
+	ks=()
+	[ -f "$MIRROR_KEYRING" ] && ks=(--keyring="$MIRROR_KEYRING")
+	if ! debootstrap --variant=minbase --arch="$HOST_ARCH" "${ks[@]}" "$SUITE_DEBIAN" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
+		tail -30 "$WORK/debootstrap.log"
+		die "debootstrap failed"
+	fi
+	chroot "$ROOT" apt-get clean
+	tar -C "$ROOT" --numeric-owner -czf "$TARBALL.tmp" . && mv "$TARBALL.tmp" "$TARBALL"
+	echo "cached chroot as $TARBALL ($(stat -c %s "$TARBALL") bytes)"
+fi
+pass "Debian $SUITE_DEBIAN minbase chroot ready"
+
+# Only our repository inside the chroot: no network needed, nothing else moves.
+rm -f "$ROOT/etc/apt/sources.list" "$ROOT"/etc/apt/sources.list.d/*
+mount -t proc proc "$ROOT/proc" 2>/dev/null || echo "note: could not mount /proc in the chroot"
+[ ! -e "$ROOT/run/systemd/system" ] || die "the chroot must not look like a running systemd"
+in_root() { chroot "$ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
+REPO_IN=/srv/$PKG-repo
+use_repo() { # copy a repository into the chroot, drop cached lists of ours
+	rm -rf "${ROOT:?}$REPO_IN"
+	mkdir -p "$ROOT/srv"
+	cp -a "$1" "$ROOT$REPO_IN"
+	rm -f "$ROOT"/var/lib/apt/lists/_srv_"$PKG"-repo_* "$ROOT"/var/lib/apt/lists/partial/_srv_"$PKG"-repo_*
+}
+install -D -m 0644 "$WORK/repo-n/$PKG-archive-keyring.asc" "$ROOT/usr/share/keyrings/$PKG-archive-keyring.asc"
+cat >"$ROOT/etc/apt/sources.list.d/$PKG.sources" <<EOF
+Types: deb
+URIs: file:$REPO_IN
+Suites: stable
+Components: main
+Signed-By: /usr/share/keyrings/$PKG-archive-keyring.asc
+EOF
+
+phase "apt refuses bad repositories"
+refused() { # refused NAME REPO
+	use_repo "$2"
+	out=$(in_root apt-get update 2>&1)
+	rc=$?
+	grep -E '^(E|W|Err):' <<<"$out" | sed 's/^/    apt: /' | head -6
+	cand=$(in_root apt-cache policy "$PKG" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+	if [ $rc != 0 ] && { [ -z "$cand" ] || [ "$cand" = "(none)" ]; }; then
+		pass "apt refuses $1 (apt-get update exit $rc, no candidate)"
+	else
+		fail "apt refuses $1" "apt-get update exit $rc, candidate '$cand'"
+	fi
+}
+refused "a repository signed by another key" "$WORK/repo-otherkey"
+refused "a tampered Packages file" "$WORK/repo-tampered-packages"
+refused "a tampered Release/InRelease" "$WORK/repo-tampered-release"
+
+phase "install N in the chroot"
+use_repo "$WORK/repo-n"
+out=$(in_root apt-get update 2>&1)
+rc=$?
+if [ $rc = 0 ] && ! grep -qE '^(E|W|Err):' <<<"$out"; then
+	pass "apt-get update verifies the signature (Signed-By, file: repository)"
+else
+	fail "apt-get update (good repository)" "exit $rc: $(grep -E '^(E|W|Err):' <<<"$out" | head -3)"
+fi
+cand=$(in_root apt-cache policy "$PKG" | awk '/Candidate:/ { print $2 }')
+[ "$cand" = "$N_DEB" ] && pass "apt candidate is $N_DEB" || fail "apt candidate" "$cand"
+if in_root apt-get install -y -q "$PKG" >"$WORK/install.log" 2>&1; then
+	pass "apt-get install $PKG"
+else
+	sed 's/^/    /' "$WORK/install.log" | tail -20
+	fail "apt-get install $PKG"
+fi
+
+mode_is() { # mode_is PATH OWNER:GROUP MODE
+	local got
+	got=$(stat -c '%U:%G %a' "$ROOT$1" 2>/dev/null)
+	[ "$got" = "$2 $3" ] || {
+		echo "    $1: got '$got', want '$2 $3'"
+		return 1
+	}
+}
+check "binary /usr/bin/$PKG root:root 0755" mode_is /usr/bin/$PKG root:root 755
+out=$(in_root /usr/bin/$PKG version 2>&1)
+[[ $out == *"$N_UP"* ]] && pass "installed binary runs: $out" || fail "installed binary runs" "$out"
+check "unit /lib/systemd/system/$PKG.service root:root 0644" mode_is /lib/systemd/system/$PKG.service root:root 644
+check "installed unit is systemd/$PKG.service" cmp -s "$ROOT/lib/systemd/system/$PKG.service" systemd/$PKG.service
+check "config dir /etc/$PKG root:root 0755" mode_is /etc/$PKG root:root 755
+check "state dir /var/lib/$PKG root:root 0700" mode_is /var/lib/$PKG root:root 700
+inst_conf=$(in_root dpkg-query -W -f='${Conffiles}\n' "$PKG" | awk 'NF { print $1 }' | sort)
+[ -n "$inst_conf" ] && [ "$inst_conf" = "$(printf '%s\n' "${CONFFILES[@]}" | sort)" ] &&
+	pass "dpkg registered all ${#CONFFILES[@]} conffiles" || fail "dpkg conffiles" "$inst_conf"
+conf_ok=1
+for f in "${CONFFILES[@]}"; do
+	m=644
+	[ "$f" = "/etc/$PKG/$PKG.config.json" ] && m=600
+	mode_is "$f" root:root $m || conf_ok=""
+done
+[ -n "$conf_ok" ] && pass "conffiles in place, root:root, config 0600, modules 0644" || fail "conffile modes"
+WANTS=/etc/systemd/system/multi-user.target.wants/$PKG.service
+[ "$(readlink "$ROOT$WANTS")" = "/lib/systemd/system/$PKG.service" ] &&
+	pass "enabled: $WANTS -> /lib/systemd/system/$PKG.service" || fail "enable symlink" "$(readlink "$ROOT$WANTS")"
+# (deb-systemd-helper only runs on behalf of a maintainer script)
+check "deb-systemd-helper is-enabled $PKG.service" in_root DPKG_MAINTSCRIPT_PACKAGE=$PKG deb-systemd-helper is-enabled "$PKG.service"
+v=$(in_root dpkg --verify "$PKG" 2>&1)
+[ -z "$v" ] && pass "dpkg --verify $PKG: md5sums match" || fail "dpkg --verify" "$v"
+
+phase "upgrade N -> N+1"
+md5() { md5sum <"$ROOT$1" | cut -d' ' -f1; }
+declare -A EDITED=()
+for f in "$A" "$B"; do
+	[ -n "$f" ] || continue
+	printf '\t\n' >>"$ROOT$f" # a user edit (JSON stays valid)
+	EDITED[$f]=$(md5 "$f")
+done
+echo marker >"$ROOT/var/lib/$PKG/test-marker"
+use_repo "$WORK/repo-n1"
+in_root apt-get update -q >"$WORK/update-n1.log" 2>&1 || fail "apt-get update (N+1)"
+# The non-interactive conffile policy the PiControl update command uses.
+if in_root apt-get -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade \
+	>"$WORK/upgrade.log" 2>&1 </dev/null; then
+	pass "apt-get upgrade to $N1_DEB"
+else
+	sed 's/^/    /' "$WORK/upgrade.log" | tail -20
+	fail "apt-get upgrade"
+fi
+got=$(in_root dpkg-query -W -f='${Version}' "$PKG")
+[ "$got" = "$N1_DEB" ] && pass "installed version is $N1_DEB" || fail "version after upgrade" "$got"
+out=$(in_root /usr/bin/$PKG version 2>&1)
+[[ $out == *"$N1_UP"* ]] && pass "upgraded binary runs: $out" || fail "upgraded binary" "$out"
+if [ -n "$A" ]; then
+	[ "$(md5 "$A")" = "${EDITED[$A]}" ] && [ ! -e "$ROOT$A.dpkg-dist" ] &&
+		pass "user's edit of $A survives the upgrade (upstream unchanged: no prompt)" || fail "edit of $A survives"
+else
+	fail "a conffile to edit" "the package ships none"
+fi
+if [ -n "$B" ]; then
+	[ "$(md5 "$B")" = "${EDITED[$B]}" ] && [ -f "$ROOT$B.dpkg-dist" ] &&
+		cmp -s "$ROOT$B.dpkg-dist" "$WORK/etc-n1/${B#/etc/$PKG/}" &&
+		pass "both changed $B: user's version kept, new one in .dpkg-dist" || fail "both-changed conffile $B"
+else
+	echo "note: only one conffile shipped: the both-changed case is not exercised"
+fi
+if [ -n "$C" ]; then
+	cmp -s "$ROOT$C" "$WORK/etc-n1/${C#/etc/$PKG/}" &&
+		pass "unedited $C follows the upstream change" || fail "unedited conffile $C updated"
+fi
+check "state survives the upgrade" test -f "$ROOT/var/lib/$PKG/test-marker"
+check "still enabled after the upgrade" test -L "$ROOT$WANTS"
+check "main config still 0600" mode_is "/etc/$PKG/$PKG.config.json" root:root 600
+
+phase "remove, purge"
+mkdir -p "$ROOT/etc/$PKG/apps/local.user/extra/modules"
+echo '{}' >"$ROOT/etc/$PKG/apps/local.user/extra/modules/user.json"
+if in_root apt-get -y -q remove "$PKG" >"$WORK/remove.log" 2>&1; then pass "apt-get remove"; else fail "apt-get remove"; fi
+check "remove: binary gone" test ! -e "$ROOT/usr/bin/$PKG"
+check "remove: unit gone" test ! -e "$ROOT/lib/systemd/system/$PKG.service"
+check "remove: config kept" test -f "$ROOT${A:-/nonexistent}"
+check "remove: state kept" test -f "$ROOT/var/lib/$PKG/test-marker"
+st=$(in_root dpkg-query -W -f='${db:Status-Abbrev}' "$PKG" 2>/dev/null)
+[ "${st% }" = "rc" ] && pass "remove: dpkg status rc (config-files)" || fail "remove: status" "$st"
+if in_root apt-get -y -q purge "$PKG" >"$WORK/purge.log" 2>&1; then pass "apt-get purge"; else fail "apt-get purge"; fi
+check "purge: /etc/$PKG removed (with user-added files)" test ! -e "$ROOT/etc/$PKG"
+check "purge: /var/lib/$PKG removed" test ! -e "$ROOT/var/lib/$PKG"
+check "purge: enable symlink removed" test ! -e "$ROOT$WANTS" -a ! -L "$ROOT$WANTS"
+check "purge: no mask left" test ! -L "$ROOT/etc/systemd/system/$PKG.service"
+check "purge: dpkg forgot the package" bash -c "! chroot '$ROOT' dpkg-query -W '$PKG' >/dev/null 2>&1"
+
+phase "systemd-analyze security"
+if command -v systemd-analyze >/dev/null; then
+	sa=$(systemd-analyze security --offline=yes "systemd/$PKG.service" 2>&1 | tail -n1)
+	echo "    $sa"
+	[[ $sa == *"Overall exposure level"* ]] && pass "systemd-analyze security --offline runs" || fail "systemd-analyze security"
+else
+	echo "note: systemd-analyze not installed; skipped"
+fi
+
+phase ""
+echo
+echo "=== sizes"
+printf '  %s\n' "${SIZES[@]}"
+echo "=== timings (total $(($(date +%s) - T_START)) s)"
+printf '  %s\n' "${TIMINGS[@]}"
+if [ "$FAILED" -gt 0 ]; then
+	echo "=== failures"
+	printf '  %s\n' "${FAILURES[@]}"
+fi
+printf 'test-deb: %d passed, %d failed\n' "$PASSED" "$FAILED"
+[ "$FAILED" = 0 ]
