@@ -418,3 +418,13 @@ func TestReadyWhenBrokerDown(t *testing.T) {
 	}
 	_ = p.Signal(syscall.SIGTERM)
 }
+
+func TestFailoverURLs(t *testing.T) {
+	forEachBroker(t, brokertest.Options{}, func(t *testing.T, b *brokertest.Broker) {
+		dead := fmt.Sprintf("mqtt://127.0.0.1:%d", brokertest.FreePort(t))
+		a := agenttest.Start(t, agenttest.Options{BrokerURL: dead + "," + b.URL})
+		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+		c.Subscribe(a.Topic("status"))
+		c.WaitFor(wait, "online through the second URL", brokertest.Topic(a.Topic("status"), "online"))
+	})
+}
