@@ -30,6 +30,7 @@ type fakeLine struct {
 	name     string
 	level    int // physical level
 	consumer string
+	held     bool // requested by someone (us or another program)
 	req      *FakeLine
 	writes   []Write
 }
@@ -66,6 +67,7 @@ func (f *Fake) Hold(name, consumer string) {
 	defer f.mu.Unlock()
 	l := f.line(name)
 	l.consumer = consumer
+	l.held = true
 	l.req = nil
 }
 
@@ -75,7 +77,7 @@ func (f *Fake) Release(name string) {
 	defer f.mu.Unlock()
 	l := f.line(name)
 	if l.req == nil {
-		l.consumer = ""
+		l.consumer, l.held = "", false
 	}
 }
 
@@ -85,7 +87,7 @@ func (f *Fake) Holder(name string) (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l := f.lines[name]
-	if l == nil || (l.req == nil && l.consumer == "") {
+	if l == nil || !l.held {
 		return "", false
 	}
 	return l.consumer, true
@@ -146,7 +148,7 @@ func (f *Fake) Request(spec LineSpec) (Line, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l := f.line(spec.Name)
-	if l.req != nil || l.consumer != "" {
+	if l.held {
 		return nil, &BusyError{Line: spec.Name, Chip: "fakechip0", Offset: spec.BCM, Consumer: l.consumer}
 	}
 	r := &FakeLine{f: f, l: l, dir: spec.Direction, activeLow: spec.ActiveLow}
@@ -164,6 +166,7 @@ func (f *Fake) Request(spec LineSpec) (Line, error) {
 	}
 	l.req = r
 	l.consumer = spec.Consumer
+	l.held = true
 	return r, nil
 }
 
@@ -206,7 +209,7 @@ func (r *FakeLine) Close() error {
 	r.closed = true
 	if r.l.req == r {
 		r.l.req = nil
-		r.l.consumer = ""
+		r.l.consumer, r.l.held = "", false
 	}
 	return nil
 }

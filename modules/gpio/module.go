@@ -416,6 +416,7 @@ func (p *pin) apply(ctx context.Context, op *setOp) (contract.GPIOState, error) 
 		// A set during failsafe ends it: it applies to the state the
 		// pin had before.
 		cur = *p.saved
+		cur.Seq = p.st.Seq
 	}
 	next, params, err := p.plan(cur, op.set)
 	if err != nil {
@@ -544,6 +545,7 @@ func (p *pin) failsafe(ctx context.Context, f fsMsg) {
 	}
 	failed := p.st
 	p.st = *p.saved
+	p.st.Seq = failed.Seq
 	p.st.Failsafe = false
 	if err := p.drive(); err != nil {
 		p.m.log.Error("restore after failsafe", "pin", p.spec.id, "err", err)
