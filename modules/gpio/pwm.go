@@ -50,6 +50,8 @@ type softPWM struct {
 	// overruns counts periods where the loop fell more than a period
 	// behind and restarted its schedule.
 	overruns atomic.Uint64
+	// realtime reports whether the loop's thread got SCHED_FIFO.
+	realtime atomic.Bool
 	// lastErr is the last SetValue error of the loop.
 	lastErr atomic.Pointer[error]
 }
@@ -118,7 +120,7 @@ func (s *softPWM) err() error {
 
 func (s *softPWM) run(quit, done chan struct{}) {
 	defer close(done)
-	pinThread()
+	s.realtime.Store(pinThread())
 	level := -1
 	set := func(v int) {
 		if v == level {

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-func pinThread() { runtime.LockOSThread() }
+func pinThread() bool { runtime.LockOSThread(); return false }
 
 var otherBase = time.Now()
 
