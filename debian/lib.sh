@@ -55,7 +55,11 @@ compute_versions() {
 		up=$(printf '%s' "$up" | tr -- '-_' '++')
 		case "$up" in
 		[0-9]*) ;;
-		*) die "VERSION=$VERSION: a package version must start with a digit" ;;
+		*)
+			# "dev", a bare commit hash...: sorts below every release
+			up="0~$up"
+			log "WARNING: VERSION=$VERSION does not start with a digit: package version $up"
+			;;
 		esac
 		printf '%s' "$up" | grep -Eq '^[0-9][A-Za-z0-9.+~]*$' ||
 			die "VERSION=$VERSION gives an invalid Debian version ($up)"

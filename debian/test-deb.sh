@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 . debian/lib.sh
 
 SUITE_DEBIAN=bookworm
-CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/$PKG
+CACHE_DIR=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/$PKG
 ETC_SRC=${ETC_SRC:-etc/picockpit-client}
 export ETC_SRC
 
@@ -417,7 +417,7 @@ WANTS=/etc/systemd/system/multi-user.target.wants/$PKG.service
 [ "$(readlink "$ROOT$WANTS")" = "/lib/systemd/system/$PKG.service" ] &&
 	pass "enabled: $WANTS -> /lib/systemd/system/$PKG.service" || fail "enable symlink" "$(readlink "$ROOT$WANTS")"
 # (deb-systemd-helper only runs on behalf of a maintainer script)
-check "deb-systemd-helper is-enabled $PKG.service" in_root DPKG_MAINTSCRIPT_PACKAGE=$PKG deb-systemd-helper is-enabled "$PKG.service"
+check "deb-systemd-helper is-enabled $PKG.service" in_root DPKG_MAINTSCRIPT_PACKAGE=$PKG deb-systemd-helper --quiet is-enabled "$PKG.service"
 v=$(in_root dpkg --verify "$PKG" 2>&1)
 [ -z "$v" ] && pass "dpkg --verify $PKG: md5sums match" || fail "dpkg --verify" "$v"
 
@@ -446,6 +446,7 @@ out=$(in_root /usr/bin/$PKG version 2>&1)
 [[ $out == *"$N1_UP"* ]] && pass "upgraded binary runs: $out" || fail "upgraded binary" "$out"
 if [ -n "$A" ]; then
 	[ "$(md5 "$A")" = "${EDITED[$A]}" ] && [ ! -e "$ROOT$A.dpkg-dist" ] &&
+		! grep -q "Configuration file '$A'" "$WORK/upgrade.log" &&
 		pass "user's edit of $A survives the upgrade (upstream unchanged: no prompt)" || fail "edit of $A survives"
 else
 	fail "a conffile to edit" "the package ships none"
@@ -482,8 +483,15 @@ check "purge: enable symlink removed" test ! -e "$ROOT$WANTS" -a ! -L "$ROOT$WAN
 check "purge: no mask left" test ! -L "$ROOT/etc/systemd/system/$PKG.service"
 check "purge: dpkg forgot the package" bash -c "! chroot '$ROOT' dpkg-query -W '$PKG' >/dev/null 2>&1"
 
-phase "systemd-analyze security"
+phase "systemd-analyze"
 if command -v systemd-analyze >/dev/null; then
+	# verify: every directive known to this systemd, with the packaged binary
+	# and man page standing in for the installed ones.
+	x=$WORK/x-$HOST_ARCH
+	sed "s|/usr/bin/$PKG|$x/usr/bin/$PKG|" "systemd/$PKG.service" >"$WORK/$PKG.service"
+	v=$(MANPATH=$x/usr/share/man systemd-analyze verify "$WORK/$PKG.service" 2>&1)
+	[ -z "$v" ] && pass "systemd-analyze verify: the unit parses cleanly (systemd $(systemctl --version | awk 'NR == 1 { print $2 }'))" ||
+		fail "systemd-analyze verify" "$v"
 	sa=$(systemd-analyze security --offline=yes "systemd/$PKG.service" 2>&1 | tail -n1)
 	echo "    $sa"
 	[[ $sa == *"Overall exposure level"* ]] && pass "systemd-analyze security --offline runs" || fail "systemd-analyze security"
