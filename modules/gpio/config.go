@@ -254,6 +254,7 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 		limit := MaxPWMFrequency
 		if c.PWM.Hardware != nil {
 			limit = MaxHardwarePWMFrequency
+			p.pwm.max = limit
 		}
 		if c.PWM.MaxFrequency != 0 {
 			p.pwm.max = c.PWM.MaxFrequency
@@ -290,17 +291,37 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 // decodeFile decodes and validates one file's pins; seen holds the pins of
 // files loaded before (a pin configured twice makes the later file bad).
 func decodeFile(path string, data []byte, section bool, seen map[int]string) (*Config, []*pinSpec, error) {
+	// Pins are decoded one by one so that an error names its pin.
+	var raw struct {
+		Backend string            `json:"backend,omitempty"`
+		Chip    string            `json:"chip,omitempty"`
+		Pins    []json.RawMessage `json:"pins"`
+	}
 	var cfg Config
 	if section {
-		if err := modules.DecodeStrict(data, &cfg); err != nil {
+		if err := modules.DecodeStrict(data, &raw); err != nil {
 			return nil, nil, err
 		}
+		cfg.Backend, cfg.Chip = raw.Backend, raw.Chip
 	} else {
-		var fc FileConfig
+		var fc struct {
+			Pins []json.RawMessage `json:"pins"`
+		}
 		if err := modules.DecodeStrict(data, &fc); err != nil {
 			return nil, nil, err
 		}
-		cfg.Pins = fc.Pins
+		raw.Pins = fc.Pins
+	}
+	for i, rp := range raw.Pins {
+		var pc PinConfig
+		if err := modules.DecodeStrict(rp, &pc); err != nil {
+			var fe *modules.FieldError
+			if errors.As(err, &fe) {
+				return nil, nil, &modules.FieldError{Field: fmt.Sprintf("pins[%d].%s", i, fe.Field), Err: fe.Err}
+			}
+			return nil, nil, &modules.FieldError{Field: fmt.Sprintf("pins[%d]", i), Err: err}
+		}
+		cfg.Pins = append(cfg.Pins, pc)
 	}
 	switch cfg.Backend {
 	case "", BackendGpiocdev, BackendFake:
