@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -121,15 +122,34 @@ func newBroker(t testing.TB, kind string, opts Options) *Broker {
 	return b
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+var (
+	portMu   sync.Mutex
+	usedPort = map[int]bool{}
+)
+
+// FreePort returns a loopback TCP port that was free a moment ago. It picks
+// at random below the kernel's ephemeral range (32768 and up by default),
+// so outgoing connections of the tests cannot take it before the broker
+// binds it, and never hands out the same port twice in one process.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	for i := 0; i < 1000; i++ {
+		p := 20000 + rand.IntN(12000)
+		if usedPort[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		usedPort[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port found")
+	return 0
 }
 
 func (b *Broker) writeMosquittoConfig() {
