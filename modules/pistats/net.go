@@ -172,7 +172,7 @@ func (s *Sampler) sampleWiFi() {
 		fl, _ := nextField(l, j)
 		q, ok1 := parseDecimal(trimDot(fq))
 		lv, ok2 := parseDecimal(trimDot(fl))
-		if !ok1 || !ok2 {
+		if !ok1 || !ok2 || q < 0 {
 			continue
 		}
 		var n string

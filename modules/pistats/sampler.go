@@ -292,7 +292,7 @@ func (s *Sampler) sampleLoad() {
 		var f []byte
 		f, i = nextField(b, i)
 		x, ok := parseDecimal(f)
-		if !ok {
+		if !ok || x < 0 {
 			s.unav[contract.MetricLoad] = "/proc/loadavg: unexpected format"
 			return
 		}
@@ -466,7 +466,7 @@ func (s *Sampler) sampleUptime(btime uint64, haveBtime bool) {
 	}
 	f, _ := nextField(b, 0)
 	up, ok := parseDecimal(f)
-	if !ok {
+	if !ok || up < 0 {
 		s.unav[contract.MetricUptime] = "/proc/uptime: unexpected format"
 		return
 	}
