@@ -576,7 +576,7 @@ func discoverThermal(root string) tempSource {
 	dir := filepath.Join(root, "sys/class/thermal")
 	names, err := readDirNames(dir)
 	if err != nil {
-		return tempSource{reason: "no thermal zones (/sys/class/thermal unreadable)"}
+		return tempSource{reason: "no thermal zones (no readable /sys/class/thermal)"}
 	}
 	best, bestRank := "", len(thermalPreference)
 	var bestZone string

@@ -207,7 +207,7 @@ func discoverFan(root string) fanSource {
 	dir := filepath.Join(root, "sys/class/hwmon")
 	names, err := readDirNames(dir)
 	if err != nil {
-		return fanSource{reason: "no fan (/sys/class/hwmon unreadable)"}
+		return fanSource{reason: "no fan (no readable /sys/class/hwmon)"}
 	}
 	var best fanSource
 	for _, n := range names {
