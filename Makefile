@@ -9,7 +9,7 @@ FUZZTIME   ?= 5s
 BENCHTIME  ?= 1s
 PKGS       := ./...
 
-.PHONY: help build test test-go fuzz vet lint demo bench cross deb repo test-deb deps clean
+.PHONY: help build test test-go fuzz vet lint demo bench cross deb repo test-deb test-nodered deps clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -64,6 +64,13 @@ repo: deb ## a signed apt repository in dist/repo (throwaway key unless SIGNING_
 
 test-deb: ## install the package into a debootstrapped Debian 12 from the signed repo (root)
 	debian/test-deb.sh
+
+NODE_RED_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/picockpit-client/node-red
+test-nodered: deps ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard 2 against a real broker and agent
+	@command -v npm >/dev/null || { echo "npm is needed (apt-get install nodejs npm)"; exit 1; }
+	mkdir -p $(NODE_RED_DIR)
+	cd $(NODE_RED_DIR) && [ -x node_modules/.bin/node-red ] || npm install --no-audit --no-fund --loglevel=error node-red@4.1.8 @flowfuse/node-red-dashboard@1.31.0
+	NODE_RED_DIR=$(NODE_RED_DIR) $(GO) test -tags nodered -run TestNodeRedFlow -count=1 ./modules/kinds/
 
 clean: ## remove build output
 	rm -rf bin dist
