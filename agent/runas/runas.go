@@ -143,6 +143,9 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	if err := s.check(); err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
 	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+	}
 	// Two attempts: if the first goroutine lands on the main thread it refuses
 	// before touching it and stays locked there, so the second cannot.
 	for range 2 {

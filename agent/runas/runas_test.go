@@ -494,6 +494,13 @@ func TestStartErrors(t *testing.T) {
 			t.Errorf("Run(%q in %q) = %v, want ErrStart", s.Path, s.Dir, err)
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var started bool
+	_, err := runas.Run(ctx, runas.Spec{Path: "/bin/true", Args: []string{"true"}, User: id, OnStart: func(runas.Started) { started = true }})
+	if !errors.Is(err, runas.ErrStart) || started {
+		t.Errorf("Run with a cancelled context = %v, started %v; want ErrStart and nothing started", err, started)
+	}
 }
 
 func TestParseCapability(t *testing.T) {
