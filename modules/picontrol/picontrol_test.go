@@ -745,3 +745,37 @@ func TestSplitUTF8(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRequestTrue is one request for /bin/true as nobody through the
+// module on the in-memory bus: validation, runas, replies (no MQTT).
+func BenchmarkRequestTrue(b *testing.B) {
+	requireRoot(b)
+	mod := `{"id":"b","name":"B","commands":[{"id":"t","name":"T","argv":["/bin/true"],"user":"nobody","concurrency":"queue"}]}`
+	m, probs := load(testEnv(), nil, "", []modules.File{mfile("b.json", mod)})
+	if len(probs) > 0 {
+		b.Fatal(probs)
+	}
+	bus := bustest.New()
+	if err := m.Start(context.Background(), bus); err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	defer m.Close()
+	i := 0
+	for b.Loop() {
+		i++
+		corr := strconv.Itoa(i)
+		bus.Inject(request("picontrol/run/b/t", "", corr))
+		ok := bus.WaitFor(time.Minute, func(msgs []bustest.Message) bool {
+			for j := len(msgs) - 1; j >= 0 && j >= len(msgs)-3; j-- {
+				if m := msgs[j]; m.Reply && string(m.Correlation) == corr && bytes.Contains(m.Payload, []byte(`"status":"done"`)) {
+					return true
+				}
+			}
+			return false
+		})
+		if !ok {
+			b.Fatal("no done reply")
+		}
+	}
+}
