@@ -181,23 +181,28 @@ func (c *Client) WaitFor(timeout time.Duration, what string, match func(Message)
 }
 
 // Await is WaitFor without failing: it reports whether a match arrived.
+// match runs without the client's lock held, so it may call Messages.
 func (c *Client) Await(timeout time.Duration, match func(Message) bool) (Message, bool) {
 	deadline := time.Now().Add(timeout)
 	wake := time.AfterFunc(timeout, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
 	defer wake.Stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	seen := 0
 	for {
-		for ; seen < len(c.msgs); seen++ {
-			if match(c.msgs[seen]) {
-				return c.msgs[seen], true
+		c.mu.Lock()
+		for seen >= len(c.msgs) && time.Now().Before(deadline) {
+			c.cond.Wait()
+		}
+		batch := c.msgs[seen:len(c.msgs):len(c.msgs)]
+		c.mu.Unlock()
+		for _, m := range batch {
+			if match(m) {
+				return m, true
 			}
 		}
+		seen += len(batch)
 		if !time.Now().Before(deadline) {
 			return Message{}, false
 		}
-		c.cond.Wait()
 	}
 }
 
