@@ -189,6 +189,9 @@ func (c *Client) Await(timeout time.Duration, match func(Message) bool) (Message
 	seen := 0
 	for {
 		c.mu.Lock()
+		if seen > len(c.msgs) {
+			seen = 0 // Reset was called meanwhile
+		}
 		for seen >= len(c.msgs) && time.Now().Before(deadline) {
 			c.cond.Wait()
 		}
