@@ -19,6 +19,10 @@ func DecodeStrict(data []byte, v any) error {
 		if errors.Is(err, io.EOF) {
 			return errors.New("empty document")
 		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			line, col := position(data, int64(len(data)))
+			return fmt.Errorf("invalid JSON: the document ends early at line %d, column %d (a missing } or ]?)", line, col)
+		}
 		return describeJSONError(data, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
