@@ -542,9 +542,10 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 			}
 			c.Caps = append(c.Caps, cp)
 		}
-	case id.UID != 0:
-		// A non-root command keeps nothing it could regain through a setuid
-		// binary unless it says so.
+	case id.UID != 0 && c.NoNewPrivs:
+		// A non-root command keeps nothing in its bounding set unless it says
+		// so. One that opted out of no_new_privileges (to use sudo or another
+		// setuid program) keeps the bounding set as it is.
 		c.LimitCaps = true
 	}
 

@@ -223,3 +223,40 @@ func TestSplitCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestPrivilegeDefaults(t *testing.T) {
+	mod := `{"id":"p","name":"P","commands":[
+	 {"id":"plain","name":"x","argv":["/bin/true"],"user":"nobody"},
+	 {"id":"sudo","name":"x","argv":["/usr/bin/sudo","-n","/bin/true"],"user":"nobody","no_new_privileges":false},
+	 {"id":"capped","name":"x","argv":["/bin/true"],"user":"nobody","no_new_privileges":false,"capabilities":["CAP_SETUID","setgid"]},
+	 {"id":"root","name":"x","argv":["/bin/true"],"user":"root"},
+	 {"id":"rootnet","name":"x","argv":["/bin/true"],"user":"0","capabilities":["CAP_NET_ADMIN"]},
+	 {"id":"rootnone","name":"x","argv":["/bin/true"],"user":"root","capabilities":[]}]}`
+	m, probs := load(testEnv(), nil, "", []modules.File{mfile("p.json", mod)})
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	type priv struct {
+		NNP, Limit bool
+		Caps       []string
+	}
+	got := map[string]priv{}
+	for id, c := range m.commands {
+		p := priv{NNP: c.NoNewPrivs, Limit: c.LimitCaps}
+		for _, cp := range c.Caps {
+			p.Caps = append(p.Caps, cp.String())
+		}
+		got[id] = p
+	}
+	want := map[string]priv{
+		"p/plain":    {NNP: true, Limit: true},
+		"p/sudo":     {NNP: false, Limit: false},
+		"p/capped":   {NNP: false, Limit: true, Caps: []string{"CAP_SETUID", "CAP_SETGID"}},
+		"p/root":     {NNP: true, Limit: false},
+		"p/rootnet":  {NNP: true, Limit: true, Caps: []string{"CAP_NET_ADMIN"}},
+		"p/rootnone": {NNP: true, Limit: true},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("privileges (-want +got):\n%s", diff)
+	}
+}

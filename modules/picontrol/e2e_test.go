@@ -38,7 +38,7 @@ func e2eModule(dir string) string {
 	return fmt.Sprintf(`{"id":"e2e","name":"E2E","commands":[
 	 {"id":"out","name":"Out","argv":["/bin/sh","-c","echo out; echo err >&2; exit 3"],"user":"nobody"},
 	 {"id":"mark","name":"Mark","argv":["/bin/sh","-c","echo ran >> \"$MARK\""],"user":"root","env":{"MARK":%q},"concurrency":"queue"},
-	 {"id":"block","name":"Block","argv":["/bin/sh","-c","while [ ! -e \"$GO\" ]; do sleep 0.05; done"],"user":"root","env":{"GO":%q}},
+	 {"id":"block","name":"Block","argv":["/bin/sh","-c","echo waiting; while [ ! -e \"$GO\" ]; do sleep 0.05; done"],"user":"root","env":{"GO":%q}},
 	 {"id":"true","name":"True","argv":["/bin/echo","{i}"],"user":"nobody","concurrency":"queue",
 	  "parameters":[{"name":"i","type":"integer"}]}
 	]}`, filepath.Join(dir, "mark"), filepath.Join(dir, "go"))
@@ -200,7 +200,10 @@ func TestE2ERefusedRequestsNeverRun(t *testing.T) {
 func TestE2EExpiredRequestNeverRuns(t *testing.T) {
 	e := startE2E(t, map[string]any{"max_parallel": 1})
 	e.request("block", "", "block", brokertest.PublishOptions{})
-	e.c.WaitFor(wait, "block accepted", func(m brokertest.Message) bool { return string(m.Correlation) == "block" })
+	// Running (not only accepted), so it holds the only slot.
+	e.c.WaitFor(wait, "block running", func(m brokertest.Message) bool {
+		return string(m.Correlation) == "block" && strings.Contains(string(m.Payload), `"status":"running"`)
+	})
 	// Waits behind "block" (max_parallel 1) longer than its expiry.
 	e.request("mark", "", "expiring", brokertest.PublishOptions{Expiry: 1})
 	e.c.WaitFor(wait, "expiring accepted", func(m brokertest.Message) bool { return string(m.Correlation) == "expiring" })
