@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/picockpit/picockpit-client/agent"
+	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/modules/kinds"
 	"github.com/picockpit/picockpit-client/modules/picontrol"
 )
@@ -38,6 +39,7 @@ commands:
   run-command MODULE COMMAND [name=value ...]
            run one PiControl command here, through the same checks and
            privilege drop as a request over MQTT; exits with its exit code
+  acl      print a least-privilege Mosquitto ACL for this device (and a frontend user)
   version  print the version
 
 flags of run and check:
@@ -62,7 +64,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "picockpit-client", version)
 		return 0
-	case "run", "check", "run-command":
+	case "run", "check", "run-command", "acl":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		newFlags(stdout, new(agent.Options), new(string), new(stringList)).PrintDefaults()
@@ -75,8 +77,22 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	var level string
 	var sets stringList
 	fs := newFlags(stderr, &opts, &level, &sets)
+	var frontend *string
+	var pattern *bool
+	if cmd == "acl" {
+		frontend = fs.String("frontend-user", "dashboard", "acl: broker user of the frontends (empty: none)")
+		pattern = fs.Bool("pattern", false, "acl: write the device rules as patterns for every device (user name = device id)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if cmd == "acl" {
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "picockpit-client acl: unexpected argument %q\n", fs.Arg(0))
+			return 2
+		}
+		opts.Environ, opts.Sets, opts.Kinds = os.Environ(), sets, kinds.All()
+		return acl(opts, *frontend, *pattern, stdout, stderr)
 	}
 	if cmd == "run-command" {
 		opts.Version, opts.Environ, opts.Sets, opts.Kinds = version, os.Environ(), sets, kinds.All()
@@ -220,4 +236,23 @@ func runCommand(opts agent.Options, args []string, stdout, stderr io.Writer) int
 		}
 	}
 	return code
+}
+
+func acl(opts agent.Options, frontend string, pattern bool, stdout, stderr io.Writer) int {
+	cfg, err := agent.LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, agent.SectionKeys(opts.Kinds))
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	dev, err := agent.ReadDevice(cfg.Host.Root, cfg.Device.ID)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	user := cfg.Broker.Username
+	if user == "" {
+		user = dev.ID
+	}
+	fmt.Fprint(stdout, contract.MosquittoACL(cfg.Topics.Prefix, dev.ID, user, frontend, pattern))
+	return 0
 }

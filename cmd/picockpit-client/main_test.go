@@ -101,3 +101,20 @@ func TestRunStartsDespiteBrokenModule(t *testing.T) {
 		t.Error("the problem is not in the log")
 	}
 }
+
+func TestACL(t *testing.T) {
+	dir := writeTree(t, map[string]string{"picockpit-client.config.json": `{"device":{"id":"kitchen"},"broker":{"username":"kpi"},"topics":{"prefix":"home/pis"}}`})
+	var out, errb bytes.Buffer
+	if code := realMain([]string{"acl", "--config-dir", dir, "--frontend-user", "nodered"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"user kpi\n", "topic write home/pis/kitchen/#\n", "topic read home/pis/kitchen/gpio/+/set\n",
+		"user nodered\n", "topic read home/pis/#\n", "topic write home/pis/+/picontrol/run/+/+\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("acl output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "topic write home/pis/+/status") || strings.Contains(out.String(), "topic write home/pis/#") {
+		t.Errorf("frontend may write device topics:\n%s", out.String())
+	}
+}
