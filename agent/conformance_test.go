@@ -428,3 +428,26 @@ func TestFailoverURLs(t *testing.T) {
 		c.WaitFor(wait, "online through the second URL", brokertest.Topic(a.Topic("status"), "online"))
 	})
 }
+
+func TestMutualTLS(t *testing.T) {
+	forEachBroker(t, brokertest.Options{TLS: true, RequireClientCert: true}, func(t *testing.T, b *brokertest.Broker) {
+		// Without a client certificate the broker refuses the handshake.
+		noCert := agenttest.Start(t, agenttest.Options{BrokerURL: b.TLSURL, NoWait: true,
+			Config: map[string]any{"broker": map[string]any{"ca_file": b.Certs.CAFile}}})
+		time.Sleep(2 * time.Second)
+		if n := noCert.A.Session().Connects.Load(); n != 0 {
+			t.Errorf("connected %d times without the required client certificate", n)
+		}
+		if noCert.A.Session().ConnectAttempts.Load() < 1 || noCert.Logs.Count("connect failed") < 1 {
+			t.Errorf("no failed attempt logged:\n%s", noCert.Logs.String())
+		}
+		if err := noCert.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		a := agenttest.Start(t, agenttest.Options{BrokerURL: b.TLSURL, Config: map[string]any{"broker": map[string]any{
+			"ca_file": b.Certs.CAFile, "cert_file": b.Certs.ClientCertFile, "key_file": b.Certs.ClientKeyFile}}})
+		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+		c.Subscribe(a.Topic("status"))
+		c.WaitFor(wait, "online with a client certificate", brokertest.Topic(a.Topic("status"), "online"))
+	})
+}

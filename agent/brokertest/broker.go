@@ -8,6 +8,7 @@ package brokertest
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -35,6 +36,9 @@ type Options struct {
 	Users map[string]string
 	// ACL is the content of a Mosquitto ACL file (Mosquitto only).
 	ACL string
+	// RequireClientCert makes the TLS listeners demand a client certificate
+	// signed by the test CA (mutual TLS).
+	RequireClientCert bool
 	// Nagle keeps Mosquitto's default set_tcp_nodelay false; tests want
 	// no delay (the default here), benchmarks measure both.
 	Nagle bool
@@ -183,6 +187,9 @@ func (b *Broker) writeMosquittoConfig() {
 	fmt.Fprintf(&c, "listener %d 127.0.0.1\n", b.ports["mqtt"])
 	tlsLines := func() {
 		fmt.Fprintf(&c, "cafile %s\ncertfile %s\nkeyfile %s\n", b.Certs.CAFile, b.Certs.CertFile, b.Certs.KeyFile)
+		if b.opts.RequireClientCert {
+			c.WriteString("require_certificate true\n")
+		}
 	}
 	if p, ok := b.ports["mqtts"]; ok {
 		fmt.Fprintf(&c, "listener %d 127.0.0.1\n", p)
@@ -259,6 +266,16 @@ func (b *Broker) startMochi() {
 			b.t.Fatal(err)
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if b.opts.RequireClientCert {
+			pem, err := os.ReadFile(b.Certs.CAFile)
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			tlsCfg.ClientCAs = pool
+			tlsCfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
 	}
 	add := func(l listeners.Listener) {
 		if err := s.AddListener(l); err != nil {
