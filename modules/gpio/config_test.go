@@ -93,7 +93,7 @@ func TestLoadProblems(t *testing.T) {
 		{
 			name:  "not JSON",
 			files: []string{`{"pins":[`, ``},
-			want:  []string{"m0.json||unexpected EOF", "m1.json||empty document"},
+			want:  []string{"m0.json||ends early", "m1.json||empty document"},
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
