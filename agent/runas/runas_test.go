@@ -240,8 +240,23 @@ func leaderChild(t *testing.T) {
 		if tid == pid {
 			t.Errorf("a command was started from the main thread")
 		}
+		waitThreadGone(t, tid)
 	}
 	checkAllThreadsRoot(t)
+	// No surviving thread inherited the narrowed state of a command thread
+	// (the runtime creates threads from a clean template thread).
+	bnd := readStatus(t, "/proc/self/status")["CapBnd"]
+	tasks, _ := filepath.Glob("/proc/self/task/*/status")
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if st := status(string(b)); st["NoNewPrivs"] != "0" || st["CapBnd"] != bnd {
+			t.Errorf("%s: NoNewPrivs %s CapBnd %s, want 0 and %s", p, st["NoNewPrivs"], st["CapBnd"], bnd)
+		}
+	}
+	t.Logf("%d threads checked", len(tasks))
 	if !t.Failed() {
 		t.Log("leader child: ok")
 	}
