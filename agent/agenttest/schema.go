@@ -70,29 +70,38 @@ func ValidateSchema(t testing.TB, name string, payload []byte) {
 	}
 }
 
-// CheckSchema validates payload against docs/schemas/<name>.schema.json.
-func CheckSchema(name string, payload []byte) error {
+// CompiledSchema returns docs/schemas/<name>.schema.json compiled, with
+// every other schema of that directory available to its $refs. name may end
+// in ".schema.json".
+func CompiledSchema(name string) (*jsonschema.Schema, error) {
+	name = strings.TrimSuffix(name, ".schema.json")
 	schemaOnce.Do(func() { schemaErr = loadSchemas() })
 	if schemaErr != nil {
-		return fmt.Errorf("schemas: %w", schemaErr)
+		return nil, fmt.Errorf("schemas: %w", schemaErr)
 	}
 	schemaMu.Lock()
-	sch, ok := compiled[name]
-	if !ok {
-		url, known := schemaIDs[name]
-		if !known {
-			schemaMu.Unlock()
-			return fmt.Errorf("no schema docs/schemas/%s.schema.json", name)
-		}
-		var err error
-		sch, err = compiler.Compile(url)
-		if err != nil {
-			schemaMu.Unlock()
-			return fmt.Errorf("schema %s: %w", name, err)
-		}
-		compiled[name] = sch
+	defer schemaMu.Unlock()
+	if sch, ok := compiled[name]; ok {
+		return sch, nil
 	}
-	schemaMu.Unlock()
+	url, known := schemaIDs[name]
+	if !known {
+		return nil, fmt.Errorf("no schema docs/schemas/%s.schema.json", name)
+	}
+	sch, err := compiler.Compile(url)
+	if err != nil {
+		return nil, fmt.Errorf("schema %s: %w", name, err)
+	}
+	compiled[name] = sch
+	return sch, nil
+}
+
+// CheckSchema validates payload against docs/schemas/<name>.schema.json.
+func CheckSchema(name string, payload []byte) error {
+	sch, err := CompiledSchema(name)
+	if err != nil {
+		return err
+	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
 	if err != nil {
 		return fmt.Errorf("%s payload is not JSON: %v: %s", name, err, payload)

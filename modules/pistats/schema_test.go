@@ -9,32 +9,17 @@ import (
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-)
 
-const schemaBase = "https://picockpit.invalid/schemas/"
+	"github.com/picockpit/picockpit-client/agent/agenttest"
+)
 
 // compileSchema compiles docs/schemas/<name> with the other schemas it refers
 // to registered under their $id, asserting formats (date-time).
 func compileSchema(t *testing.T, name string) *jsonschema.Schema {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	for _, f := range []string{"stats.schema.json", "stats-response.schema.json", "response.schema.json"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "docs", "schemas", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if err := c.AddResource(schemaBase+f, doc); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-	}
-	sch, err := c.Compile(schemaBase + name)
+	sch, err := agenttest.CompiledSchema(name)
 	if err != nil {
-		t.Fatalf("compile %s: %v", name, err)
+		t.Fatal(err)
 	}
 	return sch
 }
