@@ -165,6 +165,9 @@ func (s *Spec) check() error {
 		return fmt.Errorf("program path %q is not absolute", s.Path)
 	case len(s.Args) == 0:
 		return errors.New("empty argv")
+	case s.User.Name == "":
+		// A zero Identity would mean root: refuse instead of guessing.
+		return errors.New("no user: resolve one with LookupUser")
 	case s.Dir != "" && s.Dir[0] != '/':
 		return fmt.Errorf("working directory %q is not absolute", s.Dir)
 	case s.Timeout < 0:

@@ -504,6 +504,7 @@ func TestStartErrors(t *testing.T) {
 		{Path: "bin/true", Args: []string{"true"}, User: id},
 		{Path: "/bin/true", User: id},
 		{Path: "/bin/true", Args: []string{"true"}, User: id, Dir: "/nonexistent"},
+		{Path: "/bin/true", Args: []string{"true"}},
 	} {
 		if _, err := runas.Run(context.Background(), s); !errors.Is(err, runas.ErrStart) {
 			t.Errorf("Run(%q in %q) = %v, want ErrStart", s.Path, s.Dir, err)
