@@ -132,9 +132,6 @@ func check(opts agent.Options, stdout, stderr io.Writer) int {
 	for _, p := range res.Problems {
 		fmt.Fprintln(stderr, "error:", p.Error())
 	}
-	for _, m := range res.Modules {
-		_ = m.Close
-	}
 	if len(res.Problems) > 0 {
 		fmt.Fprintf(stderr, "%d problem(s) found\n", len(res.Problems))
 		return 1
@@ -211,14 +208,8 @@ func runCommand(opts agent.Options, args []string, stdout, stderr io.Writer) int
 		params[k] = v
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg, err := agent.LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, agent.SectionKeys(opts.Kinds))
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
-	}
-	dev, err := agent.ReadDevice(cfg.Host.Root, cfg.Device.ID)
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
+	cfg, dev, ok := configAndDevice(opts, stderr)
+	if !ok {
 		return 1
 	}
 	files, probs := agent.ModuleFiles(opts.ConfigDir, "picontrol")
@@ -238,15 +229,23 @@ func runCommand(opts agent.Options, args []string, stdout, stderr io.Writer) int
 	return code
 }
 
-func acl(opts agent.Options, frontend string, pattern bool, stdout, stderr io.Writer) int {
+// configAndDevice loads the config and the device identity, printing any
+// error; ok is false then.
+func configAndDevice(opts agent.Options, stderr io.Writer) (cfg agent.Config, dev contract.Device, ok bool) {
 	cfg, err := agent.LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, agent.SectionKeys(opts.Kinds))
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
+	if err == nil {
+		dev, err = agent.ReadDevice(cfg.Host.Root, cfg.Device.ID)
 	}
-	dev, err := agent.ReadDevice(cfg.Host.Root, cfg.Device.ID)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
+		return cfg, dev, false
+	}
+	return cfg, dev, true
+}
+
+func acl(opts agent.Options, frontend string, pattern bool, stdout, stderr io.Writer) int {
+	cfg, dev, ok := configAndDevice(opts, stderr)
+	if !ok {
 		return 1
 	}
 	user := cfg.Broker.Username
