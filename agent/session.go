@@ -79,11 +79,14 @@ type Session struct {
 	filters   map[string]bool // full filters subscribed at the broker this connection
 	subs      []*subscription
 
-	events   chan contract.Event
-	quit     chan struct{}
-	eventsWG sync.WaitGroup
-	busyWG   sync.WaitGroup
-	busySem  chan struct{}
+	events       chan contract.Event
+	eventsBusy   atomic.Bool // an event is being published
+	quit         chan struct{}
+	quitCtx      context.Context
+	quitCancel   context.CancelFunc
+	eventsWG     sync.WaitGroup
+	errReplies   chan errReply
+	errRepliesWG sync.WaitGroup
 
 	// ConnectAttempts counts connection attempts (for tests and status).
 	ConnectAttempts atomic.Int64
@@ -121,10 +124,11 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 		online:   make(chan struct{}),
 		retained: map[string]*retainedTopic{},
 		filters:  map[string]bool{},
-		events:   make(chan contract.Event, 256),
-		quit:     make(chan struct{}),
-		busySem:  make(chan struct{}, 16),
+		events:     make(chan contract.Event, 256),
+		quit:       make(chan struct{}),
+		errReplies: make(chan errReply, 1024),
 	}
+	s.quitCtx, s.quitCancel = context.WithCancel(context.Background())
 	if s.clientID == "" {
 		s.clientID = "picockpit-" + cfg.Root.Device
 	}
@@ -231,6 +235,8 @@ func (s *Session) Start() error {
 	}
 	s.eventsWG.Add(1)
 	go s.eventLoop()
+	s.errRepliesWG.Add(1)
+	go s.errReplyLoop()
 	cm, err := autopaho.NewConnection(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("mqtt: %w", err)
@@ -584,7 +590,6 @@ func (s *Session) Event(ev contract.Event) {
 
 func (s *Session) eventLoop() {
 	defer s.eventsWG.Done()
-	ctx := context.Background()
 	for {
 		select {
 		case <-s.quit:
@@ -594,9 +599,11 @@ func (s *Session) eventLoop() {
 			if err != nil {
 				continue
 			}
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			s.eventsBusy.Store(true)
+			pctx, cancel := context.WithTimeout(s.quitCtx, 5*time.Second)
 			_ = s.Publish(pctx, contract.TopicEvents, b, modules.PublishOptions{QoS: 1})
 			cancel()
+			s.eventsBusy.Store(false)
 		}
 	}
 }
@@ -657,28 +664,41 @@ func (s *Session) onPublish(pr paho.PublishReceived) (bool, error) {
 	return true, nil
 }
 
-// replyAsync answers a request from the receive path without blocking it;
-// at most a few such answers are in flight, the rest only logged.
+type errReply struct {
+	req    *modules.Request
+	status string
+	msg    string
+}
+
+// replyAsync answers a request from the receive path without blocking it:
+// the answer is queued for one publishing goroutine. Only a flood beyond
+// the queue (1024 pending answers) is dropped, and logged.
 func (s *Session) replyAsync(req *modules.Request, status, msg string) {
 	if req.ResponseTopic == "" {
 		return
 	}
 	select {
-	case s.busySem <- struct{}{}:
+	case s.errReplies <- errReply{req, status, msg}:
 	default:
 		s.log.Warn("too many pending error replies; reply dropped", "topic", req.Topic, "status", status)
-		return
 	}
-	s.busyWG.Add(1)
-	go func() {
-		defer func() { <-s.busySem; s.busyWG.Done() }()
-		b, _ := marshal(contract.Response{Status: status, Topic: req.Topic, Error: msg, TS: time.Now().UTC()})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Reply(ctx, req, b); err != nil {
-			s.log.Debug("reply failed", "err", err)
+}
+
+func (s *Session) errReplyLoop() {
+	defer s.errRepliesWG.Done()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case r := <-s.errReplies:
+			b, _ := marshal(contract.Response{Status: r.status, Topic: r.req.Topic, Error: r.msg, TS: time.Now().UTC()})
+			ctx, cancel := context.WithTimeout(s.quitCtx, 5*time.Second)
+			if err := s.Reply(ctx, r.req, b); err != nil {
+				s.log.Debug("reply failed", "err", err)
+			}
+			cancel()
 		}
-	}()
+	}
 }
 
 // subscribe registers a module's relative filter.
@@ -742,13 +762,17 @@ func (s *Session) Close(ctx context.Context) error {
 	s.stopping = true
 	up, cm := s.connected, s.cm
 	s.mu.Unlock()
-	if cm == nil {
+	if cm == nil { // never started
+		s.quitCancel()
+		close(s.quit)
+		s.errRepliesWG.Wait()
+		s.eventsWG.Wait()
 		return nil
 	}
-	// Let queued events (the stop itself, a last command audit) go out.
+	// Let queued events and answers (a last command audit) go out.
 	drain := time.Now().Add(time.Second)
-	for up && len(s.events) > 0 && time.Now().Before(drain) {
-		time.Sleep(10 * time.Millisecond)
+	for up && (len(s.events) > 0 || s.eventsBusy.Load() || len(s.errReplies) > 0) && time.Now().Before(drain) {
+		time.Sleep(5 * time.Millisecond)
 	}
 	if up {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -759,9 +783,10 @@ func (s *Session) Close(ctx context.Context) error {
 			s.log.Warn("publish offline failed", "err", err)
 		}
 	}
+	s.quitCancel()
 	err := cm.Disconnect(ctx)
 	close(s.quit)
-	s.busyWG.Wait()
+	s.errRepliesWG.Wait()
 	s.eventsWG.Wait()
 	if s.st != nil {
 		_ = s.st.Close()

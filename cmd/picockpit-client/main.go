@@ -222,8 +222,8 @@ func runCommand(opts agent.Options, args []string, stdout, stderr io.Writer) int
 		args[0], args[1], params, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
-		if code == 0 {
-			code = 1
+		if code <= 0 {
+			code = 1 // nothing ran, or it failed without an exit status
 		}
 	}
 	return code
