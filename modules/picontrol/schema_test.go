@@ -8,33 +8,16 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/picockpit/picockpit-client/agent/agenttest"
 	"github.com/picockpit/picockpit-client/agent/runas"
 	"github.com/picockpit/picockpit-client/modules"
 )
 
-const schemaBase = "https://picockpit.invalid/schemas/"
-
 func compileSchema(t *testing.T, name string) *jsonschema.Schema {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	for _, f := range []string{"response.schema.json", "picontrol-module.schema.json", "picontrol-config.schema.json",
-		"picontrol-commands.schema.json", "picontrol-request.schema.json", "picontrol-reply.schema.json"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "docs", "schemas", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if err := c.AddResource(schemaBase+f, doc); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-	}
-	sch, err := c.Compile(schemaBase + name)
+	sch, err := agenttest.CompiledSchema(name)
 	if err != nil {
-		t.Fatalf("compile %s: %v", name, err)
+		t.Fatal(err)
 	}
 	return sch
 }
