@@ -111,3 +111,13 @@ func CheckSchema(name string, payload []byte) error {
 	}
 	return nil
 }
+
+// MustSchema is CompiledSchema for tests: it fails t on error.
+func MustSchema(t testing.TB, name string) *jsonschema.Schema {
+	t.Helper()
+	sch, err := CompiledSchema(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}

@@ -15,15 +15,6 @@ import (
 	"github.com/picockpit/picockpit-client/agent/contract"
 )
 
-func compileSchema(t *testing.T, name string) *jsonschema.Schema {
-	t.Helper()
-	sch, err := agenttest.CompiledSchema(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sch
-}
-
 func schemaErr(sch *jsonschema.Schema, data []byte) error {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
@@ -33,7 +24,7 @@ func schemaErr(sch *jsonschema.Schema, data []byte) error {
 }
 
 func TestConfigSchema(t *testing.T) {
-	sch := compileSchema(t, "gpio-config.schema.json")
+	sch := agenttest.MustSchema(t, "gpio-config.schema.json")
 	shipped, _ := filepath.Glob("../../etc/picockpit-client/apps/com.picockpit/gpio/modules/*.json")
 	for _, p := range append([]string{"testdata/config/main.json", "testdata/config/led.json"}, shipped...) {
 		b, err := os.ReadFile(p)
@@ -53,7 +44,7 @@ func TestConfigSchema(t *testing.T) {
 }
 
 func TestPinsSchema(t *testing.T) {
-	sch := compileSchema(t, "gpio-pins.schema.json")
+	sch := agenttest.MustSchema(t, "gpio-pins.schema.json")
 	b, err := os.ReadFile("testdata/pins.golden.json")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +55,7 @@ func TestPinsSchema(t *testing.T) {
 }
 
 func TestSetSchema(t *testing.T) {
-	sch := compileSchema(t, "gpio-set.schema.json")
+	sch := agenttest.MustSchema(t, "gpio-set.schema.json")
 	for _, c := range []string{`{"value":1}`, `{"value":"on"}`, `{"pwm":{"frequency":100,"duty":0.25}}`,
 		`{"mode":"output","value":0}`, `1`, `true`, `" ON "`} {
 		if _, err := ParseSet([]byte(strings.Trim(c, `"`))); err != nil {
@@ -87,8 +78,8 @@ func TestSetSchema(t *testing.T) {
 // TestStateAndReplySchemas validates every state and reply of a session with
 // sets, rejects, a busy pin, an edge and failsafe.
 func TestStateAndReplySchemas(t *testing.T) {
-	stateSch := compileSchema(t, "gpio-state.schema.json")
-	replySch := compileSchema(t, "gpio-set-response.schema.json")
+	stateSch := agenttest.MustSchema(t, "gpio-state.schema.json")
+	replySch := agenttest.MustSchema(t, "gpio-set-response.schema.json")
 	fake := NewFake()
 	fake.Hold("GPIO23", "pigpiod")
 	h := start(t, `{"pins":[

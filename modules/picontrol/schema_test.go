@@ -13,15 +13,6 @@ import (
 	"github.com/picockpit/picockpit-client/modules"
 )
 
-func compileSchema(t *testing.T, name string) *jsonschema.Schema {
-	t.Helper()
-	sch, err := agenttest.CompiledSchema(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sch
-}
-
 func schemaErr(sch *jsonschema.Schema, data []byte) error {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
@@ -31,7 +22,7 @@ func schemaErr(sch *jsonschema.Schema, data []byte) error {
 }
 
 func TestModuleSchema(t *testing.T) {
-	sch := compileSchema(t, "picontrol-module.schema.json")
+	sch := agenttest.MustSchema(t, "picontrol-module.schema.json")
 	paths, _ := filepath.Glob("testdata/modules/*.json")
 	shipped, _ := filepath.Glob("../../etc/picockpit-client/apps/com.picockpit/picontrol/modules/*.json")
 	for _, p := range append(paths, shipped...) {
@@ -67,7 +58,7 @@ func TestModuleSchema(t *testing.T) {
 }
 
 func TestConfigSchema(t *testing.T) {
-	sch := compileSchema(t, "picontrol-config.schema.json")
+	sch := agenttest.MustSchema(t, "picontrol-config.schema.json")
 	good := `{"default_user":"pi","max_parallel":4,"max_queue":10,"default_timeout":"2m","kill_grace":3,"output_limit":1024}`
 	if err := schemaErr(sch, []byte(good)); err != nil {
 		t.Errorf("good config: %v", err)
@@ -85,11 +76,11 @@ func TestCatalogueAndRepliesValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := schemaErr(compileSchema(t, "picontrol-commands.schema.json"), golden); err != nil {
+	if err := schemaErr(agenttest.MustSchema(t, "picontrol-commands.schema.json"), golden); err != nil {
 		t.Errorf("catalogue: %v", err)
 	}
 
-	req := compileSchema(t, "picontrol-request.schema.json")
+	req := agenttest.MustSchema(t, "picontrol-request.schema.json")
 	for _, p := range []string{`{}`, `{"name":"a","n":3,"flag":true}`} {
 		if err := schemaErr(req, []byte(p)); err != nil {
 			t.Errorf("request %s: %v", p, err)
@@ -115,7 +106,7 @@ func TestCatalogueAndRepliesValidate(t *testing.T) {
 	for _, c := range []string{"ok", "bad", "unknown"} {
 		h.exchange(c)
 	}
-	sch := compileSchema(t, "picontrol-reply.schema.json")
+	sch := agenttest.MustSchema(t, "picontrol-reply.schema.json")
 	n := 0
 	for _, m := range h.bus.Messages() {
 		if m.Reply || m.Topic == "picontrol/result/svc/restart" {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/picockpit/picockpit-client/agent/agenttest"
 )
 
 // fuzzFiles are the files the sampler parses on every sample, relative to a
@@ -63,7 +65,7 @@ func FuzzSample(f *testing.F) {
 			copyTree(t, filepath.Join("testdata", "fixtures", "pi5", "root"), root)
 			copyTree(t, filepath.Join("testdata", "fixtures", "pi4", "root", "sys/devices/platform"), filepath.Join(root, "sys/devices/platform"))
 			fuzzSetup.root = root
-			fuzzSetup.schema = compileSchema(t, "stats.schema.json")
+			fuzzSetup.schema = agenttest.MustSchema(t, "stats.schema.json")
 			// One sampler for the whole run: each input also meets the
 			// state the previous inputs left behind.
 			fuzzSetup.clk = newClock(t0)

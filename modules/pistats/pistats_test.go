@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/picockpit/picockpit-client/agent/agenttest"
 	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/modules"
 	"github.com/picockpit/picockpit-client/modules/bustest"
@@ -218,7 +219,7 @@ func TestRefresh(t *testing.T) {
 
 	refresh(bus, "c1")
 	r := waitReply(t, bus, "c1")
-	validate(t, compileSchema(t, "stats-response.schema.json"), "refresh response", r.Payload)
+	validate(t, agenttest.MustSchema(t, "stats-response.schema.json"), "refresh response", r.Payload)
 	var resp contract.StatsResponse
 	if err := json.Unmarshal(r.Payload, &resp); err != nil {
 		t.Fatal(err)
@@ -237,7 +238,7 @@ func TestRefresh(t *testing.T) {
 	if ret.Opts != want {
 		t.Errorf("publish options = %+v, want %+v", ret.Opts, want)
 	}
-	validate(t, compileSchema(t, "stats.schema.json"), "retained stats", ret.Payload)
+	validate(t, agenttest.MustSchema(t, "stats.schema.json"), "retained stats", ret.Payload)
 
 	refresh(bus, "c2")
 	r2 := waitReply(t, bus, "c2")

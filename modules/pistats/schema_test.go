@@ -13,17 +13,6 @@ import (
 	"github.com/picockpit/picockpit-client/agent/agenttest"
 )
 
-// compileSchema compiles docs/schemas/<name> with the other schemas it refers
-// to registered under their $id, asserting formats (date-time).
-func compileSchema(t *testing.T, name string) *jsonschema.Schema {
-	t.Helper()
-	sch, err := agenttest.CompiledSchema(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sch
-}
-
 func validate(t *testing.T, sch *jsonschema.Schema, name string, data []byte) {
 	t.Helper()
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
@@ -38,7 +27,7 @@ func validate(t *testing.T, sch *jsonschema.Schema, name string, data []byte) {
 // TestGoldenSnapshotsValidate validates every golden snapshot against
 // docs/schemas/stats.schema.json.
 func TestGoldenSnapshotsValidate(t *testing.T) {
-	sch := compileSchema(t, "stats.schema.json")
+	sch := agenttest.MustSchema(t, "stats.schema.json")
 	files, err := filepath.Glob(filepath.Join("testdata", "golden", "*.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +52,7 @@ func TestGoldenSnapshotsValidate(t *testing.T) {
 // TestSchemaRejects makes sure the schema is not vacuous: made-up or
 // mistyped values must fail.
 func TestSchemaRejects(t *testing.T) {
-	sch := compileSchema(t, "stats.schema.json")
+	sch := agenttest.MustSchema(t, "stats.schema.json")
 	good, err := os.ReadFile(filepath.Join("testdata", "golden", "pi4.json"))
 	if err != nil {
 		t.Fatal(err)
