@@ -103,6 +103,8 @@ N_UP=$UPSTREAM_VERSION
 N_DEB=$DEB_VERSION
 N1_UP="${N_UP#v}+upgradetest"
 N1_DEB="$(printf '%s' "$N1_UP" | tr -- '-_' '++')-1"
+N2_UP="${N_UP#v}+upgradetest2"
+N2_DEB="$(printf '%s' "$N2_UP" | tr -- '-_' '++')-1"
 dpkg --compare-versions "$N1_DEB" gt "$N_DEB" || die "N+1 ($N1_DEB) is not newer than N ($N_DEB)"
 echo "version N=$N_DEB (binary $N_UP), N+1=$N1_DEB; host architecture $HOST_ARCH"
 
@@ -139,6 +141,13 @@ if OUT_DIR=$WORK/n1 VERSION=$N1_UP ARCHES=$HOST_ARCH ETC_SRC=$WORK/etc-n1 debian
 	pass "build-deb.sh builds N+1 ($N1_DEB)"
 else
 	fail "build-deb.sh (version N+1)"
+fi
+
+# N+2, same configuration as N+1: the boot test upgrades to it with the
+# PiControl update command.
+if [ "${BOOT_TEST:-1}" = 1 ]; then
+	OUT_DIR=$WORK/n2 VERSION=$N2_UP ARCHES=$HOST_ARCH ETC_SRC=$WORK/etc-n1 debian/build-deb.sh ||
+		fail "build-deb.sh (version N+2)"
 fi
 
 # ---------------------------------------------------------------- inspect
@@ -240,6 +249,9 @@ repo() { # repo OUTDIR DEBDIR [key A?]
 }
 repo "$WORK/repo-n" "$WORK/n" A && pass "build-repo.sh with a given key (SIGNING_KEY_ID + GNUPGHOME)" || fail "build-repo.sh (key A)"
 repo "$WORK/repo-n1" "$WORK/n1" A || fail "build-repo.sh (N+1, key A)"
+if [ "${BOOT_TEST:-1}" = 1 ]; then
+	repo "$WORK/repo-n2" "$WORK/n2" A || fail "build-repo.sh (N+2, key A)"
+fi
 repo "$WORK/repo-otherkey" "$WORK/n" && pass "build-repo.sh with a throwaway key" || fail "build-repo.sh (throwaway key)"
 for a in armhf arm64 amd64; do
 	grep -q "^Package: $PKG" "$WORK/repo-n/dists/stable/main/binary-$a/Packages" 2>/dev/null ||
@@ -508,6 +520,87 @@ phase "boot: real systemd (nspawn)"
 # The same tree, booted with systemd as PID 1 in a container: postinst's
 # running-system branch (start, restart, stop), Type=notify, the watchdog,
 # reload, and the sandbox as systemd 252 really applies it.
+# picontrol_updates: updates as a user triggers them over MQTT, in the booted
+# container (uses in_ct and the container's mosquitto).
+picontrol_updates() {
+	local dev cat main main2 i st res
+	dev=$(in_ct timeout 10 mosquitto_sub -h 127.0.0.1 -t 'picockpit/+/status' -C 1 -W 8 -v 2>/dev/null |
+		awk '{ n = split($1, a, "/"); print a[n - 1] }')
+	cat=$(in_ct timeout 10 mosquitto_sub -h 127.0.0.1 -t "picockpit/$dev/picontrol/commands" -C 1 -W 8 2>/dev/null)
+	if [ -z "$dev" ] || [[ $cat != *'"update-picockpit-client"'* ]]; then
+		skip "boot: PiControl updates (no update-picockpit-client in the catalogue of device '$dev')"
+		return
+	fi
+	# wait_upgraded VERSION OLDPID: the package is configured at VERSION and
+	# the service runs again under a new PID.
+	wait_upgraded() {
+		for i in $(seq 90); do
+			st=$(in_ct dpkg-query -W -f='${Status} ${Version}' "$PKG" 2>/dev/null)
+			main2=$(in_ct systemctl show -p MainPID --value "$PKG")
+			if [ "$st" = "install ok installed $1" ] && [ "$main2" != "$2" ] && [ "$main2" != 0 ] &&
+				[ "$(in_ct systemctl is-active "$PKG")" = active ]; then
+				return 0
+			fi
+			sleep 2
+		done
+		return 1
+	}
+
+	# 1. the shipped command (apt in its own transient unit): N+1 -> N+2
+	use_repo "$WORK/repo-n2"
+	in_ct apt-get update -q >"$WORK/ct-update-n2.log" 2>&1 || fail "boot: apt-get update (N+2)"
+	main=$(in_ct systemctl show -p MainPID --value "$PKG")
+	in_ct mosquitto_pub -h 127.0.0.1 -q 1 -n -t "picockpit/$dev/picontrol/run/system/update-picockpit-client"
+	if wait_upgraded "$N2_DEB" "$main"; then
+		pass "boot: PiControl system/update-picockpit-client upgraded to $N2_DEB, service restarted (pid $main -> $main2)"
+	else
+		in_ct journalctl -u picockpit-client-update --no-pager -n 10 2>&1 | sed 's/^/    update unit: /'
+		ct_journal
+		fail "boot: PiControl update command" "status '$st', pid $main -> $main2"
+	fi
+
+	# 2. a command that runs apt-get directly, inside the service's cgroup:
+	#    postinst must not kill its own dpkg run by restarting the service.
+	install -D -m 0644 /dev/stdin "$ROOT/etc/$PKG/apps/test.packaging/picontrol/modules/packaging-test.json" <<'JSON'
+{
+  "id": "packaging-test",
+  "name": "Packaging test",
+  "commands": [
+    {
+      "id": "reinstall",
+      "name": "Reinstall picockpit-client with apt-get inside the service",
+      "argv": ["/usr/bin/apt-get", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef",
+               "-o", "Dpkg::Options::=--force-confold", "install", "--reinstall", "picockpit-client"],
+      "user": "root",
+      "env": {"DEBIAN_FRONTEND": "noninteractive"},
+      "timeout": "5m"
+    }
+  ]
+}
+JSON
+	in_ct systemctl reload "$PKG" || fail "boot: reload with the test module"
+	for i in $(seq 15); do
+		cat=$(in_ct timeout 5 mosquitto_sub -h 127.0.0.1 -t "picockpit/$dev/picontrol/commands" -C 1 -W 4 2>/dev/null)
+		[[ $cat == *'"packaging-test"'* ]] && break
+		sleep 1
+	done
+	main=$(in_ct systemctl show -p MainPID --value "$PKG")
+	in_ct mosquitto_pub -h 127.0.0.1 -q 1 -n -t "picockpit/$dev/picontrol/run/packaging-test/reinstall"
+	if wait_upgraded "$N2_DEB" "$main"; then
+		res=$(in_ct timeout 10 mosquitto_sub -h 127.0.0.1 -t "picockpit/$dev/picontrol/result/packaging-test/reinstall" -C 1 -W 8 2>/dev/null)
+		if [[ $res == *'"status":"done"'* ]] && [[ $res == *'"exit_code":0'* ]] &&
+			[[ $res == *"restarting it when command"* ]]; then
+			pass "boot: apt-get run inside the service: dpkg finished (exit 0), restart deferred until the command ended (pid $main -> $main2)"
+		else
+			fail "boot: in-service apt-get result" "${res:0:300}"
+		fi
+	else
+		ct_journal
+		fail "boot: in-service apt-get" "status '$st', pid $main -> $main2"
+	fi
+	rm -rf "$ROOT/etc/$PKG/apps/test.packaging"
+}
+
 boot_test() {
 	local init="" p i state main main2 t1 t2 capbnd out
 	if [ "${BOOT_TEST:-1}" != 1 ]; then
@@ -538,7 +631,12 @@ boot_test() {
 		timeout 120 nsenter -t "$init" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 			LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
 	}
-	state=$(in_ct systemctl is-system-running --wait 2>&1)
+	# systemd's own socket appears a moment after PID 1 starts
+	for i in $(seq 30); do
+		state=$(in_ct systemctl is-system-running --wait 2>&1)
+		case "$state" in running | degraded) break ;; esac
+		sleep 2
+	done
 	case "$state" in
 	running | degraded) pass "container booted with systemd $(in_ct systemctl --version | awk 'NR == 1 { print $2 }') ($state)" ;;
 	*)
@@ -610,6 +708,8 @@ boot_test() {
 		ct_journal
 		fail "boot: restart on upgrade" "pid $main -> $main2"
 	fi
+
+	picontrol_updates
 
 	in_ct apt-get -y -q remove "$PKG" >"$WORK/ct-remove.log" 2>&1 || fail "boot: apt-get remove"
 	out=$(in_ct systemctl is-active "$PKG" 2>&1)
