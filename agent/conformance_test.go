@@ -451,3 +451,24 @@ func TestMutualTLS(t *testing.T) {
 		c.WaitFor(wait, "online with a client certificate", brokertest.Topic(a.Topic("status"), "online"))
 	})
 }
+
+func TestOversizedRequestDropped(t *testing.T) {
+	forEachBroker(t, brokertest.Options{}, func(t *testing.T, b *brokertest.Broker) {
+		ek := &echoKind{}
+		a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{ek.kind()}})
+		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+		c.Subscribe(a.Topic("reply/#"))
+		big := make([]byte, 512<<10)
+		c.Publish(a.Topic("echo/big"), big, brokertest.PublishOptions{QoS: 1, ResponseTopic: a.Topic("reply/big")})
+		c.Publish(a.Topic("echo/small"), []byte("x"), brokertest.PublishOptions{QoS: 1, ResponseTopic: a.Topic("reply/small")})
+		c.WaitFor(wait, "answer to the small request", brokertest.Topic(a.Topic("reply/small")))
+		for _, m := range c.Messages() {
+			if m.Topic == a.Topic("reply/big") {
+				t.Error("a 512 KiB request reached the agent despite its Maximum Packet Size")
+			}
+		}
+		if up, _ := a.A.Session().Connection(); !up || a.A.Session().Connects.Load() != 1 {
+			t.Error("the oversized message cost the agent its connection")
+		}
+	})
+}

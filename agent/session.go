@@ -34,6 +34,11 @@ var ErrOffline = errors.New("not connected to the broker")
 // flight to the agent (paho's default is 65535 slots per connection).
 const receiveMaximum = 64
 
+// maxPacketSize is the largest MQTT packet the agent accepts (CONNECT
+// Maximum Packet Size): the broker drops bigger messages for us instead of
+// making a Pi Zero buffer them. Requests are small JSON documents.
+const maxPacketSize = 256 << 10
+
 // defaultQueueLen is a subscription's request queue when the module asks 0.
 const defaultQueueLen = 64
 
@@ -205,6 +210,8 @@ func (s *Session) Start() error {
 				cp.Properties = &paho.ConnectProperties{}
 			}
 			cp.Properties.ReceiveMaximum = &recvMax
+			maxPkt := uint32(maxPacketSize)
+			cp.Properties.MaximumPacketSize = &maxPkt
 			return cp, nil
 		},
 		OnConnectionUp: s.onUp,
