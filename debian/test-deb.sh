@@ -136,7 +136,7 @@ for f in "${CONFFILES[@]}"; do
 	[ "$f" = "$A" ] && continue
 	printf ' \n' >>"$WORK/etc-n1/${f#/etc/$PKG/}"
 done
-phase "build .deb (N+1, $HOST_ARCH)"
+phase "build .debs (N+1, N+2, $HOST_ARCH)"
 if OUT_DIR=$WORK/n1 VERSION=$N1_UP ARCHES=$HOST_ARCH ETC_SRC=$WORK/etc-n1 debian/build-deb.sh; then
 	pass "build-deb.sh builds N+1 ($N1_DEB)"
 else
