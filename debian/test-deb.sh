@@ -609,7 +609,7 @@ boot_test() {
 	fi
 	ensure_tools systemd-nspawn:systemd-container nsenter:util-linux
 	if mountpoint -q "$ROOT/proc"; then umount "$ROOT/proc" || umount -l "$ROOT/proc"; fi
-	systemd-nspawn -q --keep-unit --register=no -D "$ROOT" -b --console=pipe \
+	systemd-nspawn -q --keep-unit --register=no --private-network -D "$ROOT" -b --console=pipe \
 		>"$WORK/nspawn.log" 2>&1 </dev/null &
 	NSPAWN_PID=$!
 	for i in $(seq 60); do
