@@ -12,7 +12,7 @@
 #   ALLOW_UNLISTED_MODULES=1  build even if a linked Go module is missing
 #                 from debian/copyright (only for experiments)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 . debian/lib.sh
 
 ARCHES=${ARCHES:-"armhf arm64 amd64"}

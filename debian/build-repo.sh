@@ -20,7 +20,7 @@
 #                   Without SIGNING_KEY_ID a throwaway key is generated in a
 #                   temporary GNUPGHOME and deleted afterwards.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 . debian/lib.sh
 
 DEB_DIR=${DEB_DIR:-dist}
@@ -33,7 +33,7 @@ REPO_URI=${REPO_URI:-"https://REPLACE-WITH-THE-REPOSITORY-URL/picockpit-client"}
 ensure_tools apt-ftparchive:apt-utils gpg:gnupg dpkg-deb:dpkg xz:xz-utils gzip:gzip
 
 shopt -s nullglob
-debs=("$DEB_DIR"/${PKG}_*.deb)
+debs=("$DEB_DIR"/"$PKG"_*.deb)
 [ ${#debs[@]} -gt 0 ] || die "no $DEB_DIR/${PKG}_*.deb: run debian/build-deb.sh first"
 
 tmp=$(mktemp -d)

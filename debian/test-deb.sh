@@ -22,7 +22,7 @@
 # ETC_SRC (configuration tree, default etc/picockpit-client),
 # KEEP_WORK=1 (keep the work directory), CACHE_MAX_AGE_DAYS (default 30).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 . debian/lib.sh
 
 SUITE_DEBIAN=bookworm
@@ -523,7 +523,7 @@ phase "boot: real systemd (nspawn)"
 # picontrol_updates: updates as a user triggers them over MQTT, in the booted
 # container (uses in_ct and the container's mosquitto).
 picontrol_updates() {
-	local dev cat main main2 i st res
+	local dev cat main main2 st res
 	dev=$(in_ct timeout 10 mosquitto_sub -h 127.0.0.1 -t 'picockpit/+/status' -C 1 -W 8 -v 2>/dev/null |
 		awk '{ n = split($1, a, "/"); print a[n - 1] }')
 	cat=$(in_ct timeout 10 mosquitto_sub -h 127.0.0.1 -t "picockpit/$dev/picontrol/commands" -C 1 -W 8 2>/dev/null)
@@ -534,7 +534,7 @@ picontrol_updates() {
 	# wait_upgraded VERSION OLDPID: the package is configured at VERSION and
 	# the service runs again under a new PID.
 	wait_upgraded() {
-		for i in $(seq 90); do
+		for _ in $(seq 90); do
 			st=$(in_ct dpkg-query -W -f='${Status} ${Version}' "$PKG" 2>/dev/null)
 			main2=$(in_ct systemctl show -p MainPID --value "$PKG")
 			if [ "$st" = "install ok installed $1" ] && [ "$main2" != "$2" ] && [ "$main2" != 0 ] &&
@@ -579,7 +579,7 @@ picontrol_updates() {
 }
 JSON
 	in_ct systemctl reload "$PKG" || fail "boot: reload with the test module"
-	for i in $(seq 15); do
+	for _ in $(seq 15); do
 		cat=$(in_ct timeout 5 mosquitto_sub -h 127.0.0.1 -t "picockpit/$dev/picontrol/commands" -C 1 -W 4 2>/dev/null)
 		[[ $cat == *'"packaging-test"'* ]] && break
 		sleep 1
@@ -602,7 +602,7 @@ JSON
 }
 
 boot_test() {
-	local init="" p i state main main2 t1 t2 capbnd out
+	local init="" p state main main2 t1 t2 capbnd out
 	if [ "${BOOT_TEST:-1}" != 1 ]; then
 		skip "boot test (BOOT_TEST=${BOOT_TEST})"
 		return
@@ -612,7 +612,7 @@ boot_test() {
 	systemd-nspawn -q --keep-unit --register=no --private-network -D "$ROOT" -b --console=pipe \
 		>"$WORK/nspawn.log" 2>&1 </dev/null &
 	NSPAWN_PID=$!
-	for i in $(seq 60); do
+	for _ in $(seq 60); do
 		# the container's init: nspawn's child that is PID 1 in its namespace
 		for p in $(pgrep -P "$NSPAWN_PID"); do
 			awk '/^NSpid:/ { exit !($NF == 1 && NF > 2) }' "/proc/$p/status" 2>/dev/null && init=$p
@@ -632,7 +632,7 @@ boot_test() {
 			LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
 	}
 	# systemd's own socket appears a moment after PID 1 starts
-	for i in $(seq 30); do
+	for _ in $(seq 30); do
 		state=$(in_ct systemctl is-system-running --wait 2>&1)
 		case "$state" in running | degraded) break ;; esac
 		sleep 2
@@ -681,7 +681,7 @@ boot_test() {
 	# the watchdog: the agent pings (every WATCHDOG_USEC/2 = 15 s)
 	t1=$(in_ct systemctl show -p WatchdogTimestampMonotonic --value "$PKG")
 	t2=$t1
-	for i in $(seq 12); do
+	for _ in $(seq 12); do
 		sleep 2
 		t2=$(in_ct systemctl show -p WatchdogTimestampMonotonic --value "$PKG")
 		[ "$t2" != "$t1" ] && break
@@ -720,7 +720,7 @@ boot_test() {
 		pass "boot: purge" || fail "boot: purge"
 
 	kill -TERM "$NSPAWN_PID" 2>/dev/null
-	for i in $(seq 30); do
+	for _ in $(seq 30); do
 		kill -0 "$NSPAWN_PID" 2>/dev/null || break
 		sleep 1
 	done
