@@ -97,6 +97,8 @@ trap cleanup EXIT
 phase "tools"
 ensure_tools debootstrap:debootstrap dpkg-gencontrol:dpkg-dev lintian:lintian \
 	gpg:gnupg apt-ftparchive:apt-utils file:file xz:xz-utils
+# QEMU user emulation runs the ARM binaries (optional: SKIP without it)
+( ensure_tools qemu-arm-static:qemu-user-static ) || echo "note: qemu-user-static not installed"
 compute_versions
 HOST_ARCH=$(dpkg --print-architecture)
 N_UP=$UPSTREAM_VERSION
@@ -227,9 +229,21 @@ for arch in armhf arm64 amd64; do
 	if [ "$arch" = armhf ]; then
 		grep -q $'\tGOARM=6' <<<"$bi" && pass "armhf: built for ARMv6 (GOARM=6: Pi Zero/1)" || fail "armhf: GOARM=6"
 	fi
-	if [ "$arch" = "$HOST_ARCH" ]; then
-		out=$("$x/usr/bin/$PKG" version 2>&1)
-		[[ $out == *"$N_UP"* ]] && pass "$arch: '$PKG version' prints $N_UP" || fail "$arch: version output" "$out"
+	# Run it: natively, or under QEMU user emulation on the oldest CPU the
+	# package is for (ARM1176 = Pi Zero/1, ARMv6; Cortex-A53 = Pi 3/Zero 2).
+	# A GOARM=7 binary dies there with SIGILL.
+	runner=()
+	case "$arch" in
+	"$HOST_ARCH") runner=() ;;
+	armhf) runner=(qemu-arm-static -cpu arm1176) ;;
+	arm64) runner=(qemu-aarch64-static -cpu cortex-a53) ;;
+	esac
+	if [ "$arch" != "$HOST_ARCH" ] && ! command -v "${runner[0]}" >/dev/null; then
+		skip "$arch: run the binary (${runner[0]} not available)"
+	else
+		out=$("${runner[@]}" "$x/usr/bin/$PKG" version 2>&1)
+		[[ $out == *"$N_UP"* ]] && pass "$arch: runs${runner:+ under ${runner[*]}}: '$out'" ||
+			fail "$arch: runs${runner:+ under ${runner[*]}}" "$out"
 	fi
 done
 
