@@ -472,3 +472,28 @@ func TestOversizedRequestDropped(t *testing.T) {
 		}
 	})
 }
+
+// TestSilentNetworkLoss: the link goes silent (Wi-Fi gone, no FIN). The
+// broker publishes the Will after the keepalive, the agent notices too and
+// reconnects once the link is back, and the dashboard sees online again.
+func TestSilentNetworkLoss(t *testing.T) {
+	forEachBroker(t, brokertest.Options{}, func(t *testing.T, b *brokertest.Broker) {
+		p := brokertest.NewProxy(t, b)
+		a := agenttest.Start(t, agenttest.Options{BrokerURL: p.URL, Config: map[string]any{"broker": map[string]any{"keepalive": "1s"}}})
+		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+		c.Subscribe(a.Topic("status"))
+		c.WaitFor(wait, "online", brokertest.Topic(a.Topic("status"), "online"))
+		p.Blackhole(true)
+		c.WaitFor(wait, "the Will after the keepalive", brokertest.Topic(a.Topic("status"), "offline"))
+		deadline := time.Now().Add(wait)
+		for up, _ := a.A.Session().Connection(); up; up, _ = a.A.Session().Connection() {
+			if time.Now().After(deadline) {
+				t.Fatal("the agent did not notice the silent link within 10 s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.Reset()
+		p.Blackhole(false)
+		c.WaitFor(20*time.Second, "online again", brokertest.Topic(a.Topic("status"), "online"))
+	})
+}
