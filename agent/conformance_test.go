@@ -497,3 +497,24 @@ func TestSilentNetworkLoss(t *testing.T) {
 		c.WaitFor(20*time.Second, "online again", brokertest.Topic(a.Topic("status"), "online"))
 	})
 }
+
+// TestQueuedRequestWhileOffline: the session outlives the connection, so a
+// QoS 1 request sent while the agent is down is delivered when it is back.
+func TestQueuedRequestWhileOffline(t *testing.T) {
+	forEachBroker(t, brokertest.Options{}, func(t *testing.T, b *brokertest.Broker) {
+		ek := &echoKind{}
+		o := agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{ek.kind()}, DeviceID: fmt.Sprintf("q%d", time.Now().UnixNano())}
+		a := agenttest.Start(t, o)
+		if err := a.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+		c.Subscribe(a.Topic("reply/#"))
+		c.Publish(a.Topic("echo/x"), []byte("sent while offline"), brokertest.PublishOptions{QoS: 1, ResponseTopic: a.Topic("reply/q"), Correlation: []byte("q")})
+		agenttest.Start(t, o)
+		m := c.WaitFor(wait, "answer after the agent came back", brokertest.Topic(a.Topic("reply/q")))
+		if !strings.Contains(string(m.Payload), "sent while offline") {
+			t.Errorf("answer = %s", m.Payload)
+		}
+	})
+}
