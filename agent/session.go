@@ -121,14 +121,14 @@ type subscription struct {
 // NewSession prepares a session; Start connects.
 func NewSession(cfg SessionConfig) (*Session, error) {
 	s := &Session{
-		cfg:      cfg,
-		log:      cfg.Log,
-		root:     cfg.Root,
-		clientID: cfg.Broker.ClientID,
-		connCh:   make(chan struct{}),
-		online:   make(chan struct{}),
-		retained: map[string]*retainedTopic{},
-		filters:  map[string]bool{},
+		cfg:        cfg,
+		log:        cfg.Log,
+		root:       cfg.Root,
+		clientID:   cfg.Broker.ClientID,
+		connCh:     make(chan struct{}),
+		online:     make(chan struct{}),
+		retained:   map[string]*retainedTopic{},
+		filters:    map[string]bool{},
 		events:     make(chan contract.Event, 256),
 		quit:       make(chan struct{}),
 		errReplies: make(chan errReply, 1024),
