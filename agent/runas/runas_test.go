@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/picockpit/picockpit-client/agent/runas/runastest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,38 +263,11 @@ func leaderChild(t *testing.T) {
 	}
 }
 
-// groupMembers lists the live (not zombie) processes in process group pgid.
-func groupMembers(t testing.TB, pgid int) []int {
-	t.Helper()
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var pids []int
-	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may contain spaces.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if g, _ := strconv.Atoi(f[2]); g == pgid {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 func waitGroupGone(t testing.TB, pgid int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		m := groupMembers(t, pgid)
+		m := runastest.GroupMembers(pgid)
 		if len(m) == 0 {
 			return
 		}
@@ -314,7 +288,7 @@ func runGroupScript(t *testing.T, ctx context.Context, script string, s runas.Sp
 	s.OnStart = func(st runas.Started) { pid.Store(int64(st.PID)) }
 	s.OnOutput = func(stream string, chunk []byte) {
 		if bytes.Contains(chunk, []byte("ready")) {
-			members.Store(int64(len(groupMembers(t, int(pid.Load())))))
+			members.Store(int64(len(runastest.GroupMembers(int(pid.Load())))))
 			if onReady != nil {
 				onReady()
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/picockpit/picockpit-client/agent/runas/runastest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -517,31 +518,6 @@ func TestQueueLimitRejects(t *testing.T) {
 	}
 }
 
-// groupMembers lists the live (not zombie) processes in process group pgid.
-func groupMembers(pgid int) []int {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var pids []int
-	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if g, _ := strconv.Atoi(f[2]); g == pgid {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 func TestCloseKillsRunningCommands(t *testing.T) {
 	requireRoot(t)
 	h := start(t, `{"kill_grace":"2s"}`, nil, mfile("m.json", streamModule))
@@ -558,7 +534,7 @@ func TestCloseKillsRunningCommands(t *testing.T) {
 	if pgid <= 0 {
 		t.Fatal("the command did not report its pid")
 	}
-	if len(groupMembers(pgid)) == 0 {
+	if len(runastest.GroupMembers(pgid)) == 0 {
 		t.Fatalf("process group %d is not running", pgid)
 	}
 	if err := h.m.Close(); err != nil {
@@ -569,9 +545,9 @@ func TestCloseKillsRunningCommands(t *testing.T) {
 		t.Errorf("final %+v", f)
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for len(groupMembers(pgid)) > 0 {
+	for len(runastest.GroupMembers(pgid)) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("process group %d survived Close: %v", pgid, groupMembers(pgid))
+			t.Fatalf("process group %d survived Close: %v", pgid, runastest.GroupMembers(pgid))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
