@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/picockpit/picockpit-client/agent/runas/runastest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/picockpit/picockpit-client/agent/runas"
+	"github.com/picockpit/picockpit-client/agent/runas/runastest"
 )
 
 // The daemon pins its main goroutine to the main thread; so does this test

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/picockpit/picockpit-client/agent/runas/runastest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/agent/runas"
+	"github.com/picockpit/picockpit-client/agent/runas/runastest"
 	"github.com/picockpit/picockpit-client/modules"
 	"github.com/picockpit/picockpit-client/modules/bustest"
 )
