@@ -100,12 +100,11 @@ type Session struct {
 }
 
 type retainedTopic struct {
-	pub      *paho.Publish
-	version  uint64
-	sentVer  uint64
-	sentGen  uint64
-	pumping  bool
-	clearing bool
+	pub     *paho.Publish
+	version uint64
+	sentVer uint64
+	sentGen uint64
+	pumping bool
 }
 
 type subscription struct {

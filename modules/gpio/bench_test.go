@@ -25,7 +25,7 @@ func BenchmarkPWMJitter(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer l.Close()
-			pw := newSoftPWM(l)
+			pw := newSoftPWM(l, nil)
 			b.ResetTimer()
 			if err := pw.Set(freq, 0.5); err != nil {
 				b.Fatal(err)

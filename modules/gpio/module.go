@@ -479,7 +479,10 @@ func (p *pin) drive() error {
 		}
 	case contract.GPIOModePWM:
 		if p.pwm == nil {
-			p.pwm = newSoftPWM(p.line)
+			pin := p.spec.id
+			p.pwm = newSoftPWM(p.line, func(err error) {
+				p.m.log.Error("software pwm cannot drive the line", "pin", pin, "err", err)
+			})
 		}
 		if st.Value == 1 {
 			if err := p.pwm.Set(p.params.Frequency, p.params.Duty); err != nil {

@@ -52,11 +52,17 @@ type softPWM struct {
 	overruns atomic.Uint64
 	// realtime reports whether the loop's thread got SCHED_FIFO.
 	realtime atomic.Bool
-	// lastErr is the last SetValue error of the loop.
-	lastErr atomic.Pointer[error]
+	// onErr is told about the first SetValue error of each run of the loop
+	// (a line that fails once usually fails on every edge).
+	onErr func(error)
 }
 
-func newSoftPWM(l Line) *softPWM { return &softPWM{line: l} }
+func newSoftPWM(l Line, onErr func(error)) *softPWM {
+	if onErr == nil {
+		onErr = func(error) {}
+	}
+	return &softPWM{line: l, onErr: onErr}
+}
 
 func validPWM(freq, duty float64) error {
 	if math.IsNaN(freq) || freq < MinPWMFrequency || freq > MaxPWMFrequency {
@@ -110,24 +116,20 @@ func (s *softPWM) Close() error {
 	return nil
 }
 
-// err returns the last error of the PWM loop, if any.
-func (s *softPWM) err() error {
-	if p := s.lastErr.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
 func (s *softPWM) run(quit, done chan struct{}) {
 	defer close(done)
 	s.realtime.Store(pinThread())
 	level := -1
+	reported := false
 	set := func(v int) {
 		if v == level {
 			return
 		}
 		if err := s.line.SetValue(v); err != nil {
-			s.lastErr.Store(&err)
+			if !reported {
+				reported = true
+				s.onErr(err)
+			}
 			return
 		}
 		level = v
