@@ -17,11 +17,15 @@ help: ## list the targets
 build: ## build bin/picockpit-client for this machine (static, CGO_ENABLED=0)
 	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/picockpit-client ./cmd/picockpit-client
 
-deps: ## install what the tests and the demo need (mosquitto, mosquitto-clients) if missing
-	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_sub >/dev/null; then \
-		echo "installing mosquitto mosquitto-clients"; \
+deps: ## install what the tests and the demo need (mosquitto, mosquitto-clients, gcc for -race) if missing
+	@missing=; \
+	{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
+	command -v mosquitto_sub >/dev/null || missing="$$missing mosquitto-clients"; \
+	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
 vet: ## go vet
