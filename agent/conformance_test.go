@@ -518,3 +518,20 @@ func TestQueuedRequestWhileOffline(t *testing.T) {
 		}
 	})
 }
+
+// TestEventsFromBeforeTheConnection: problems found at start-up, while the
+// broker is still unreachable, reach the events topic once it is up.
+func TestEventsFromBeforeTheConnection(t *testing.T) {
+	b := brokertest.Mosquitto(t, brokertest.Options{})
+	b.Stop()
+	ek := &echoKind{}
+	a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{ek.kind()}, NoWait: true,
+		Files: map[string]string{"apps/com.picockpit/echo/modules/bad.json": `{"greting":"hi"}`}})
+	time.Sleep(300 * time.Millisecond)
+	b.Start()
+	c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	c.Subscribe(a.Topic("events"))
+	c.WaitFor(20*time.Second, "the start-up problem", func(m brokertest.Message) bool {
+		return m.Topic == a.Topic("events") && strings.Contains(string(m.Payload), "bad.json")
+	})
+}

@@ -594,6 +594,9 @@ func (s *Session) Event(ev contract.Event) {
 	}
 }
 
+// eventLoop publishes queued events in order. While the broker is away it
+// waits (the queue keeps up to 256 events, so what happened during start-up
+// or an outage, such as a broken module file, still reaches the events topic).
 func (s *Session) eventLoop() {
 	defer s.eventsWG.Done()
 	for {
@@ -606,10 +609,34 @@ func (s *Session) eventLoop() {
 				continue
 			}
 			s.eventsBusy.Store(true)
-			pctx, cancel := context.WithTimeout(s.quitCtx, 5*time.Second)
-			_ = s.Publish(pctx, contract.TopicEvents, b, modules.PublishOptions{QoS: 1})
-			cancel()
+			for attempt := 0; attempt < 3; attempt++ {
+				if !s.awaitConnection() {
+					s.eventsBusy.Store(false)
+					return
+				}
+				pctx, cancel := context.WithTimeout(s.quitCtx, 5*time.Second)
+				err = s.Publish(pctx, contract.TopicEvents, b, modules.PublishOptions{QoS: 1})
+				cancel()
+				if err == nil {
+					break
+				}
+			}
 			s.eventsBusy.Store(false)
+		}
+	}
+}
+
+// awaitConnection waits until the session is connected (true) or closing (false).
+func (s *Session) awaitConnection() bool {
+	for {
+		up, changed := s.Connection()
+		if up {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-s.quit:
+			return false
 		}
 	}
 }
