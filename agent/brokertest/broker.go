@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,29 +128,47 @@ func newBroker(t testing.TB, kind string, opts Options) *Broker {
 }
 
 var (
-	portMu   sync.Mutex
-	usedPort = map[int]bool{}
+	portMu    sync.Mutex
+	usedPort  = map[int]bool{}
+	portLocks []*os.File // held until the process exits
 )
 
-// FreePort returns a loopback TCP port that was free a moment ago. It picks
-// at random below the kernel's ephemeral range (32768 and up by default),
-// so outgoing connections of the tests cannot take it before the broker
-// binds it, and never hands out the same port twice in one process.
+// FreePort returns a loopback TCP port that was free a moment ago and that
+// no other test process on this machine uses. It picks at random below the
+// kernel's ephemeral range (32768 and up by default), so outgoing
+// connections cannot take it before the broker binds it; it never hands out
+// a port twice in one process (an agent of an earlier test may still be
+// reconnecting to it); and it holds an flock on a per-port file for the
+// life of the process, so parallel test binaries never share a port.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
+	dir := filepath.Join(os.TempDir(), "picockpit-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 1000; i++ {
 		p := 20000 + rand.IntN(12000)
 		if usedPort[p] {
 			continue
 		}
+		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(p)), os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			continue
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close() // another test process has it
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
+			f.Close()
 			continue
 		}
 		l.Close()
 		usedPort[p] = true
+		portLocks = append(portLocks, f)
 		return p
 	}
 	t.Fatal("no free loopback port found")
