@@ -22,6 +22,11 @@ import (
 	"github.com/picockpit/picockpit-client/modules"
 )
 
+// StaleRetainedGrace is how long after a reload the modules have to publish
+// their retained topics again; what a module published before the reload and
+// not since is then cleared (a GPIO pin removed from the config).
+var StaleRetainedGrace = 5 * time.Second
+
 // ReadyTimeout bounds how long start-up waits for the broker before telling
 // systemd READY=1 anyway, so a broker that is down never holds up boot.
 const ReadyTimeout = 15 * time.Second
@@ -54,6 +59,8 @@ type Agent struct {
 	mu      sync.Mutex
 	running []runningModule
 	apps    []string
+	// staleTimer clears retained topics left over by the last reload.
+	staleTimer *time.Timer
 }
 
 type runningModule struct {
@@ -240,6 +247,9 @@ func (a *Agent) Run(ctx context.Context, initial map[string]modules.Module, prob
 		case <-a.opts.Reload:
 			a.reload()
 		case <-ctx.Done():
+			if a.staleTimer != nil {
+				a.staleTimer.Stop()
+			}
 			a.notify.Send("STOPPING=1")
 			a.log.Info("stopping")
 			a.stopModules()
@@ -316,6 +326,7 @@ func (a *Agent) reload() {
 		a.session.Event(contract.Event{Kind: contract.EventError, Message: "broker, device, topics or host settings changed: restart the service to apply them (systemctl restart picockpit-client)"})
 	}
 	cfg.Broker, cfg.Device, cfg.Topics, cfg.Host = a.cfg.Broker, a.cfg.Device, a.cfg.Topics, a.cfg.Host
+	began := time.Now()
 	a.stopModules()
 	mods, problems := loadModules(a.opts, cfg, a.device, a.log)
 	a.startModules(mods)
@@ -325,6 +336,14 @@ func (a *Agent) reload() {
 	a.mu.Unlock()
 	a.session.Event(contract.Event{Kind: contract.EventReloaded, Message: "modules reloaded",
 		Fields: map[string]any{"apps": apps, "problems": len(problems)}})
+	if a.staleTimer != nil {
+		a.staleTimer.Stop() // the newer reload's check covers the older one
+	}
+	a.staleTimer = time.AfterFunc(StaleRetainedGrace, func() {
+		if cleared := a.session.clearStale(began); len(cleared) > 0 {
+			a.log.Info("cleared retained topics that no module published since the reload", "topics", cleared)
+		}
+	})
 }
 
 func monotonicUsec() int64 {
@@ -343,6 +362,10 @@ type moduleBus struct {
 }
 
 func (b *moduleBus) Publish(ctx context.Context, topic string, payload []byte, opts modules.PublishOptions) error {
+	if opts.Retain {
+		b.s.publishRetained(b.owner, topic, payload, opts)
+		return nil
+	}
 	return b.s.Publish(ctx, topic, payload, opts)
 }
 

@@ -100,6 +100,9 @@ type Session struct {
 }
 
 type retainedTopic struct {
+	owner   string    // module that publishes it ("" for the agent)
+	sticky  bool      // survives reloads (modules.PublishOptions.Sticky)
+	updated time.Time // when it was last set
 	pub     *paho.Publish
 	version uint64
 	sentVer uint64
@@ -472,6 +475,10 @@ func (s *Session) Connection() (bool, <-chan struct{}) {
 // one topic are published in order; a value overtaken by a newer one before
 // it was sent is skipped (the broker keeps only the latest anyway).
 func (s *Session) PublishRetained(topic string, payload []byte, opts modules.PublishOptions) {
+	s.publishRetained("", topic, payload, opts)
+}
+
+func (s *Session) publishRetained(owner, topic string, payload []byte, opts modules.PublishOptions) {
 	full := s.root.Topic(topic)
 	pub := s.newPublish(full, payload, opts)
 	pub.Retain = true
@@ -482,9 +489,32 @@ func (s *Session) PublishRetained(topic string, payload []byte, opts modules.Pub
 		rt = &retainedTopic{}
 		s.retained[full] = rt
 	}
+	rt.owner, rt.updated, rt.sticky = owner, time.Now(), opts.Sticky
 	rt.pub = pub
 	rt.version++
 	s.kickLocked(full, rt)
+}
+
+// clearStale clears, on the broker and in the cache, the retained topics of
+// modules that were not published again since since: after a reload they
+// describe what no longer exists (a pin removed from the config, a module
+// whose files were deleted), and the cache must not bring them back on the
+// next reconnect.
+func (s *Session) clearStale(since time.Time) (cleared []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for full, rt := range s.retained {
+		if rt.owner == "" || rt.sticky || !rt.updated.Before(since) || len(rt.pub.Payload) == 0 {
+			continue
+		}
+		// An empty retained message deletes the broker's copy; keeping it in
+		// the cache deletes it again after a broker restart.
+		rt.pub = &paho.Publish{Topic: full, QoS: 1, Retain: true, Properties: &paho.PublishProperties{}}
+		rt.version++
+		s.kickLocked(full, rt)
+		cleared = append(cleared, full)
+	}
+	return cleared
 }
 
 func (s *Session) kickLocked(full string, rt *retainedTopic) {
@@ -511,6 +541,11 @@ func (s *Session) pump(full string, rt *retainedTopic) {
 		s.mu.Lock()
 		if err == nil && gen == s.gen {
 			rt.sentVer, rt.sentGen = ver, gen
+			if len(pub.Payload) == 0 && rt.version == ver && s.retained[full] == rt {
+				// A cleared topic is gone from the broker: forget it, so a
+				// reconnect does not send the deletion again.
+				delete(s.retained, full)
+			}
 		}
 		s.mu.Unlock()
 		if err != nil {

@@ -54,6 +54,11 @@ type PublishOptions struct {
 	ContentType string
 	// Raw leaves the content type unset (plain text or numbers).
 	Raw bool
+	// Sticky marks a retained message that stays valid across a reload even
+	// when the new module instance does not publish it again (the last result
+	// of a command). Other retained topics of a module that it does not
+	// publish again soon after a reload are cleared as stale.
+	Sticky bool
 }
 
 // Bus is how a module talks to the broker. All methods are safe for

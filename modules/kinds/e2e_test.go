@@ -3,18 +3,21 @@ package kinds_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/picockpit/picockpit-client/agent"
 	"github.com/picockpit/picockpit-client/agent/agenttest"
 	"github.com/picockpit/picockpit-client/agent/brokertest"
 	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/modules"
 	"github.com/picockpit/picockpit-client/modules/gpio"
 	"github.com/picockpit/picockpit-client/modules/kinds"
+	"github.com/picockpit/picockpit-client/modules/picontrol"
 )
 
 const wait = 10 * time.Second
@@ -271,5 +274,92 @@ func TestGPIOBadSetsRefused(t *testing.T) {
 	}
 	if fake.Level("GPIO17") != 0 {
 		t.Error("a refused set changed the relay")
+	}
+}
+
+// TestReloadClearsRemovedPins: a pin removed from the config and reloaded
+// loses its retained state on the broker, and a broker restart does not
+// bring it back from the agent's cache; the remaining pin keeps its state.
+func TestReloadClearsRemovedPins(t *testing.T) {
+	agent.StaleRetainedGrace = 300 * time.Millisecond
+	b := brokertest.Mosquitto(t, brokertest.Options{})
+	fake := gpio.NewFake()
+	a := startGPIO(t, b, fake,
+		map[string]any{"bcm": 17, "name": "relay", "mode": "output"},
+		map[string]any{"bcm": 22, "name": "lamp", "mode": "output"})
+	cfgPath := filepath.Join(a.ConfigDir, "picockpit-client.config.json")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["gpio"] = gpioConfig(map[string]any{"bcm": 17, "name": "relay", "mode": "output"})["gpio"]
+	raw, _ = json.Marshal(cfg)
+	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Reload()
+	retained := func() map[string]string {
+		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+		c.Subscribe(a.Topic("gpio/#"))
+		time.Sleep(300 * time.Millisecond)
+		got := map[string]string{}
+		for _, m := range c.Messages() {
+			got[strings.TrimPrefix(m.Topic, a.Topic(""))] = string(m.Payload)
+		}
+		return got
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		got := retained()
+		if _, still := got["gpio/22/state"]; !still {
+			if _, ok := got["gpio/17/state"]; !ok {
+				t.Fatalf("pin 17 lost its retained state too: %v", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pin 22 still retained after the reload: %v", got)
+		}
+	}
+	b.Stop()
+	b.Start()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		got := retained()
+		if _, ok := got["gpio/17/state"]; ok {
+			if _, back := got["gpio/22/state"]; back {
+				t.Fatalf("the cache brought pin 22 back after a broker restart: %v", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pin 17 not republished after the broker restart: %v", got)
+		}
+	}
+}
+
+// TestReloadKeepsLastResults: the retained last result of a command that
+// still exists survives a reload (it is sticky), while stale topics go.
+func TestReloadKeepsLastResults(t *testing.T) {
+	agent.StaleRetainedGrace = 300 * time.Millisecond
+	b := brokertest.Mosquitto(t, brokertest.Options{})
+	mod := `{"id":"tools","name":"Tools","commands":[{"id":"hello","name":"Hello","argv":["/bin/echo","hi"],"user":"nobody"}]}`
+	a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{picontrol.Kind()},
+		Files: map[string]string{"apps/com.picockpit/picontrol/modules/tools.json": mod}})
+	c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	c.Subscribe(a.Topic("picontrol/result/#"))
+	c.Publish(a.Topic("picontrol/run/tools/hello"), nil, brokertest.PublishOptions{QoS: 1})
+	c.WaitFor(wait, "result", brokertest.Topic(a.Topic("picontrol/result/tools/hello")))
+	a.Reload()
+	time.Sleep(time.Second) // past the grace
+	fresh := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	fresh.Subscribe(a.Topic("picontrol/result/#"))
+	m := fresh.WaitFor(wait, "retained result after the reload", brokertest.Topic(a.Topic("picontrol/result/tools/hello")))
+	if !m.Retain || !strings.Contains(string(m.Payload), `"done"`) {
+		t.Errorf("result after reload: retain=%v %s", m.Retain, m.Payload)
 	}
 }

@@ -206,7 +206,7 @@ func (x *exchange) send(r contract.PiControlReply) {
 	}
 	if contract.IsFinal(r.Status) && r.Status != contract.StatusRejected {
 		if err := x.m.bus.Publish(ctx, contract.PiControlResultTopic(x.module, x.command), b,
-			modules.PublishOptions{Retain: true, QoS: 1}); err != nil {
+			modules.PublishOptions{Retain: true, QoS: 1, Sticky: true}); err != nil {
 			x.m.log.Warn("publish result", "topic", x.req.Topic, "err", err)
 		}
 	}
