@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/picockpit/picockpit-client/agent/contract"
+	"github.com/picockpit/picockpit-client/agent/hostinfo"
 )
 
 // SelfUsage is the agent process's own resource use.
@@ -107,7 +108,7 @@ type Sampler struct {
 		agentCPU float64
 	}
 
-	sys      systemInfo
+	sys      hostinfo.Info // static facts, read once
 	cpu      cpuState
 	net      netState
 	disk     diskState
@@ -167,7 +168,7 @@ func NewSampler(cfg SamplerConfig) *Sampler {
 	s.net.entries = map[string]*netEntry{}
 
 	if s.enabled[contract.MetricSystem] {
-		s.sys = readSystemInfo(root)
+		s.sys = hostinfo.Read(root)
 	}
 	if s.enabled[contract.MetricDisks] {
 		s.disk = s.discoverMounts()
