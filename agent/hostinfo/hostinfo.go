@@ -17,7 +17,7 @@ import (
 // Info is what Read found. A field that could not be read is "" and its
 // *Why says why, for payloads that report unavailable values.
 type Info struct {
-	Model, Serial, OS, Kernel, Hostname string
+	Model, Serial, OS, Kernel, Hostname   string
 	ModelWhy, SerialWhy, OSWhy, KernelWhy string
 }
 
