@@ -318,16 +318,21 @@ type cpuState struct {
 	havePrev  bool
 }
 
+// markUnavailable records reason for those of metrics that are enabled
+// (one file feeds several metrics).
+func (s *Sampler) markUnavailable(reason string, metrics ...string) {
+	for _, m := range metrics {
+		if s.enabled[m] {
+			s.unav[m] = reason
+		}
+	}
+}
+
 func (s *Sampler) sampleProcStat(now time.Time) {
 	b, err := s.rd.read(s.pStat)
 	if err != nil {
 		r := s.reason(err, "")
-		if s.enabled[contract.MetricCPU] {
-			s.unav[contract.MetricCPU] = r
-		}
-		if s.enabled[contract.MetricUptime] {
-			s.unav[contract.MetricUptime] = r
-		}
+		s.markUnavailable(r, contract.MetricCPU, contract.MetricUptime)
 		return
 	}
 	var total cpuTimes
@@ -489,12 +494,7 @@ func (s *Sampler) sampleMeminfo() {
 	b, err := s.rd.read(s.pMeminfo)
 	if err != nil {
 		r := s.reason(err, "")
-		if s.enabled[contract.MetricMemory] {
-			s.unav[contract.MetricMemory] = r
-		}
-		if s.enabled[contract.MetricSwap] {
-			s.unav[contract.MetricSwap] = r
-		}
+		s.markUnavailable(r, contract.MetricMemory, contract.MetricSwap)
 		return
 	}
 	const (
