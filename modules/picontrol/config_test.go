@@ -155,14 +155,7 @@ func TestShippedDefaults(t *testing.T) {
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no shipped modules in %s: %v", dir, err)
 	}
-	var files []modules.File
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, modules.File{Path: p, Data: b})
-	}
+	files := readFiles(t, paths)
 	m, probs := load(testEnv(), nil, "", files)
 	if len(probs) > 0 {
 		t.Fatalf("shipped defaults have problems: %v", probs)
@@ -259,4 +252,18 @@ func TestPrivilegeDefaults(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("privileges (-want +got):\n%s", diff)
 	}
+}
+
+// readFiles reads module files for Load.
+func readFiles(t *testing.T, paths []string) []modules.File {
+	t.Helper()
+	var files []modules.File
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, modules.File{Path: p, Data: b})
+	}
+	return files
 }

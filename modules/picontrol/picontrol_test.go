@@ -610,14 +610,7 @@ func TestCatalogueGolden(t *testing.T) {
 	if err != nil || len(paths) == 0 {
 		t.Fatal("no testdata modules")
 	}
-	var files []modules.File
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, modules.File{Path: p, Data: b})
-	}
+	files := readFiles(t, paths)
 	m, probs := load(testEnv(), nil, "", files)
 	if len(probs) > 0 {
 		t.Fatal(probs)
