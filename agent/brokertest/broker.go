@@ -7,6 +7,7 @@ package brokertest
 
 import (
 	"bytes"
+	"errors"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -69,14 +70,7 @@ type Broker struct {
 // binary is missing.
 func Mosquitto(t testing.TB, opts Options) *Broker {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
-			if _, e := os.Stat(p); e == nil {
-				bin, err = p, nil
-			}
-		}
-	}
+	bin, err := mosquittoBin()
 	if err != nil {
 		t.Fatalf("mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients, or run make test which installs it): %v", err)
 	}
@@ -85,6 +79,20 @@ func Mosquitto(t testing.TB, opts Options) *Broker {
 	b.startMosquitto(bin)
 	t.Cleanup(b.Stop)
 	return b
+}
+
+// mosquittoBin finds the mosquitto binary (Debian puts it in /usr/sbin,
+// which a non-root PATH often lacks).
+func mosquittoBin() (string, error) {
+	if bin, err := exec.LookPath("mosquitto"); err == nil {
+		return bin, nil
+	}
+	for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("mosquitto not found in PATH, /usr/sbin or /usr/local/sbin")
 }
 
 // Mochi starts an embedded mochi-mqtt v2 broker.
@@ -347,9 +355,9 @@ func (b *Broker) Start() {
 	b.t.Helper()
 	switch b.Kind {
 	case "mosquitto":
-		bin, _ := exec.LookPath("mosquitto")
-		if bin == "" {
-			bin = "/usr/sbin/mosquitto"
+		bin, err := mosquittoBin()
+		if err != nil {
+			b.t.Fatal(err)
 		}
 		// The port may linger in TIME_WAIT briefly; mosquitto sets SO_REUSEADDR.
 		b.startMosquitto(bin)
