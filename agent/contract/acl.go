@@ -8,7 +8,7 @@ import (
 // RequestFilters are the topic filters, relative to a device root, that the
 // agent subscribes to: everything a client may send it. Broker ACLs grant
 // the device read access to exactly these and frontends write access.
-var RequestFilters = []string{TopicPiControlRunFilter, FilterGPIOSet, TopicStatsRefresh}
+var RequestFilters = []string{TopicPiControlRunFilter, FilterGPIOSet, TopicStatsRefresh, TopicPiDoctorRun, TopicPiDoctorRunFilter}
 
 // MosquittoACL returns a Mosquitto acl_file granting least privilege: the
 // device's broker user may publish below its own root and read only its

@@ -39,6 +39,7 @@ commands:
   run-command MODULE COMMAND [name=value ...]
            run one PiControl command here, through the same checks and
            privilege drop as a request over MQTT; exits with its exit code
+  doctor   run every PiDoctor check here; print a table (or --json)
   acl      print a least-privilege Mosquitto ACL for this device (and a frontend user)
   version  print the version
 
@@ -64,6 +65,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "picockpit-client", version)
 		return 0
+	case "doctor":
+		return doctorMain(args, stdout, stderr)
 	case "run", "check", "run-command", "acl":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/picockpit/picockpit-client/agent"
+	"github.com/picockpit/picockpit-client/agent/contract"
+	"github.com/picockpit/picockpit-client/modules/kinds"
+	"github.com/picockpit/picockpit-client/modules/pidoctor"
+)
+
+const doctorUsage = `usage: picockpit-client doctor [flags]
+
+Runs every PiDoctor check on this machine, the same checks and rules as a
+pidoctor/run request, and prints a table (worst first) or the report as JSON.
+Exit code: 0 all ok, 1 any warn or fail, 2 any error (a check could not run)
+or a usage or configuration error.
+
+flags:
+`
+
+// doctorMain is "picockpit-client doctor".
+func doctorMain(args []string, stdout, stderr io.Writer) int {
+	var opts agent.Options
+	var sets stringList
+	fs := flag.NewFlagSet("picockpit-client doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, doctorUsage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&opts.ConfigDir, "config-dir", "/etc/picockpit-client", "directory with picockpit-client.config.json and apps/")
+	fs.StringVar(&opts.StateDir, "state-dir", "/var/lib/picockpit-client", "the agent's state directory (throttling history since boot)")
+	fs.Var(&sets, "set", "override a config key, key=value (repeatable), e.g. --set host.root=/mnt/pi")
+	asJSON := fs.Bool("json", false, "print the report as JSON (docs/schemas/pidoctor-report.schema.json)")
+	color := fs.String("color", "auto", "colour the table: auto (on a terminal, unless NO_COLOR is set), always, never")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "picockpit-client doctor: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	useColor := false
+	switch *color {
+	case "always":
+		useColor = true
+	case "never":
+	case "auto":
+		useColor = isTerminal(stdout) && os.Getenv("NO_COLOR") == ""
+	default:
+		fmt.Fprintf(stderr, "picockpit-client doctor: --color %q: want auto, always or never\n", *color)
+		return 2
+	}
+	opts.Version, opts.Environ, opts.Sets, opts.Kinds = version, os.Environ(), sets, kinds.All()
+	cfg, dev, ok := configAndDevice(opts, stderr)
+	if !ok {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	files, probs := agent.ModuleFiles(opts.ConfigDir, pidoctor.Name)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	rep, more := pidoctor.RunLocal(ctx, agent.ModuleEnv(opts, cfg, dev, log), cfg.Sections[pidoctor.Name], cfg.File, files)
+	for _, p := range append(probs, more...) {
+		fmt.Fprintln(stderr, "error:", p.Error())
+	}
+	if *asJSON {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 2
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		printDoctorTable(stdout, rep, useColor)
+	}
+	if len(probs)+len(more) > 0 {
+		return 2
+	}
+	return doctorExitCode(rep)
+}
+
+// doctorExitCode is 2 on any error verdict, else 1 on any warn or fail, else 0.
+func doctorExitCode(rep contract.PiDoctorReport) int {
+	switch c := rep.Summary.Counts; {
+	case c[contract.VerdictError] > 0:
+		return 2
+	case c[contract.VerdictWarn]+c[contract.VerdictFail] > 0:
+		return 1
+	}
+	return 0
+}
+
+var verdictColor = map[string]string{
+	contract.VerdictOK: "\x1b[32m", contract.VerdictWarn: "\x1b[33m", contract.VerdictFail: "\x1b[1;31m", contract.VerdictError: "\x1b[35m",
+}
+
+// printDoctorTable prints the results worst first: verdict, check, message,
+// and the remedy on its own line below.
+func printDoctorTable(w io.Writer, rep contract.PiDoctorReport, color bool) {
+	checks := slices.Clone(rep.Checks)
+	slices.SortStableFunc(checks, func(a, b contract.PiDoctorResult) int {
+		return cmp.Compare(contract.VerdictRank(b.Verdict), contract.VerdictRank(a.Verdict))
+	})
+	width := len("CHECK")
+	for _, c := range checks {
+		width = max(width, utf8.RuneCountInString(c.Name))
+	}
+	fmt.Fprintf(w, "%-7s %-*s  %s\n", "VERDICT", width, "CHECK", "MESSAGE")
+	for _, c := range checks {
+		v := fmt.Sprintf("%-7s", strings.ToUpper(c.Verdict))
+		if color {
+			v = verdictColor[c.Verdict] + v + "\x1b[0m"
+		}
+		pad := width - utf8.RuneCountInString(c.Name)
+		fmt.Fprintf(w, "%s %s%s  %s\n", v, c.Name, strings.Repeat(" ", pad), c.Message)
+		if c.Remedy != "" {
+			fmt.Fprintf(w, "%-7s %-*s  -> %s\n", "", width, "", c.Remedy)
+		}
+	}
+	s := rep.Summary
+	fmt.Fprintf(w, "\n%d checks in %d ms: %d ok, %d warn, %d fail, %d error; worst: %s\n", len(rep.Checks), rep.DurationMS,
+		s.Counts[contract.VerdictOK], s.Counts[contract.VerdictWarn], s.Counts[contract.VerdictFail], s.Counts[contract.VerdictError], s.Worst)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
