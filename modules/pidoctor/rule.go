@@ -112,6 +112,8 @@ func (c *check) evaluate(obs observation) outcome {
 			o.message = "could not check: " + vars["error"]
 		case vars["output"] != "":
 			o.message = vars["output"]
+		case c.rule.kind == ruleExitCodes && obs.hasExit:
+			o.message = "exit code " + vars["exit_code"]
 		case vars["value"] != "":
 			o.message = vars["value"]
 		default:
