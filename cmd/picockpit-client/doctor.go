@@ -65,10 +65,13 @@ func doctorMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.Version, opts.Environ, opts.Sets, opts.Kinds = version, os.Environ(), sets, kinds.All()
-	cfg, dev, ok := configAndDevice(opts, stderr)
-	if !ok {
+	cfg, err := agent.LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, agent.SectionKeys(opts.Kinds))
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
 		return 2
 	}
+	// The checks need no device id; a machine without one is still diagnosed.
+	dev, _ := agent.ReadDevice(cfg.Host.Root, cfg.Device.ID)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	files, probs := agent.ModuleFiles(opts.ConfigDir, pidoctor.Name)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -89,6 +89,21 @@ func TestDoctor(t *testing.T) {
 	}
 }
 
+// TestDoctorWithoutDeviceID: the checks need no device id, so a machine
+// without a serial number or machine-id is still diagnosed.
+func TestDoctorWithoutDeviceID(t *testing.T) {
+	root := writeTree(t, map[string]string{"proc/meminfo": "MemTotal: 1000 kB\nMemAvailable: 500 kB\n"})
+	dir := writeTree(t, map[string]string{
+		"picockpit-client.config.json":               fmt.Sprintf(`{"host":{"root":%q}}`, root),
+		"apps/com.picockpit/pidoctor/modules/m.json": `{"id":"m","name":"M","checks":[{"id":"mem","name":"Memory","builtin":"memory_available"}]}`,
+	})
+	var out, errb bytes.Buffer
+	if code := realMain([]string{"doctor", "--config-dir", dir, "--state-dir", t.TempDir()}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "50% of memory available") {
+		t.Errorf("exit %d; stdout %q stderr %q", code, out.String(), errb.String())
+	}
+}
+
 func TestDoctorTableOrderAndColour(t *testing.T) {
 	rep := contract.PiDoctorReport{Checks: []contract.PiDoctorResult{
 		{Name: "A", Verdict: "ok", Message: "fine"},
