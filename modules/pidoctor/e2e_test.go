@@ -201,3 +201,79 @@ func TestE2EPeriodicRun(t *testing.T) {
 		t.Errorf("catalogue %s", cm.Payload)
 	}
 }
+
+// TestE2EConcurrentRunsJoin: a second pidoctor/run while a full run is in
+// progress joins it: both get the same report and the check ran once.
+func TestE2EConcurrentRunsJoin(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mark, goFile := filepath.Join(dir, "mark"), filepath.Join(dir, "go")
+	module := fmt.Sprintf(`{"id":"slow","name":"Slow","checks":[
+	  {"id":"wait","name":"Wait","command":"echo ran >> \"$MARK\"; while [ ! -e \"$GO\" ]; do sleep 0.05; done; echo 1","shell":true,
+	   "user":%q,"env":{"MARK":%q,"GO":%q},"rule":{"number":{"warn_above":5}}}]}`, me.Username, mark, goFile)
+	b := brokertest.Mosquitto(t, brokertest.Options{})
+	a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{pidoctor.Kind()},
+		Config: map[string]any{"host": map[string]any{"root": copyTree(t, "testdata/hosts/healthy")}},
+		Files:  map[string]string{"apps/com.test/pidoctor/modules/slow.json": module}})
+	c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	c.Subscribe(a.Topic("reply/#"), a.Topic("pidoctor/#"))
+	c.WaitFor(wait, "catalogue", brokertest.Topic(a.Topic(contract.TopicPiDoctorChecks)))
+	e := &e2e{t: t, a: a, c: c, url: b.URL}
+	e.request(contract.TopicPiDoctorRun, "", "first")
+	// The check is running (it wrote its mark) and waits for the go-ahead.
+	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(mark); len(b) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the check never started")
+		}
+	}
+	e.request(contract.TopicPiDoctorRun, "{}", "second")
+	c.WaitFor(wait, "second accepted", func(m brokertest.Message) bool {
+		return string(m.Correlation) == "second" && strings.Contains(string(m.Payload), `"status":"accepted"`)
+	})
+	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first, second := e.final("first"), e.final("second")
+	if first.Report == nil || second.Report == nil || !first.Report.TS.Equal(second.Report.TS) {
+		t.Fatalf("the two requests got different reports: %+v / %+v", first.Report, second.Report)
+	}
+	if got, _ := os.ReadFile(mark); string(got) != "ran\n" {
+		t.Errorf("the check ran %d times", strings.Count(string(got), "ran"))
+	}
+}
+
+// TestE2EParallelExternalChecks: external checks run at once (up to
+// max_parallel): four checks that each wait for the others to start all
+// finish, so a full run takes the longest check, not the sum.
+func TestE2EParallelExternalChecks(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var checks []string
+	for i := range 4 {
+		// Each marks its start, then waits until all four have started.
+		checks = append(checks, fmt.Sprintf(`{"id":"c%d","name":"C%d","command":"touch \"$DIR/started-%d\"; while [ \"$(ls \"$DIR\" | wc -l)\" -lt 4 ]; do sleep 0.05; done; echo 0","shell":true,
+		  "user":%q,"env":{"DIR":%q},"timeout":"60s","rule":{"number":{"warn_above":5}}}`, i, i, i, me.Username, dir))
+	}
+	module := `{"id":"par","name":"Par","checks":[` + strings.Join(checks, ",") + `]}`
+	b := brokertest.Mosquitto(t, brokertest.Options{})
+	a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{pidoctor.Kind()},
+		Config: map[string]any{"pidoctor": map[string]any{"max_parallel": 4}, "host": map[string]any{"root": copyTree(t, "testdata/hosts/healthy")}},
+		Files:  map[string]string{"apps/com.test/pidoctor/modules/par.json": module}})
+	c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	c.Subscribe(a.Topic("reply/#"))
+	e := &e2e{t: t, a: a, c: c, url: b.URL}
+	e.request(contract.TopicPiDoctorRun, "", "par")
+	f := e.final("par")
+	if f.Report == nil || f.Report.Summary.Counts["ok"] != 4 {
+		t.Fatalf("report %+v", f.Report)
+	}
+}
