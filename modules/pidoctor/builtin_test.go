@@ -253,3 +253,42 @@ func TestParsers(t *testing.T) {
 		t.Error("found a mount that is not there")
 	}
 }
+
+// TestShippedExternalRules judges what the shipped external checks' scripts
+// print with the shipped rules.
+func TestShippedExternalRules(t *testing.T) {
+	m := loadShipped(t, t.TempDir(), 50)
+	for _, tc := range []struct {
+		check, stdout, verdict, message string
+		value                           any
+	}{
+		{"hardware/sd-card-errors", "0\n", "ok", "no SD card errors in the kernel log since boot", 0.0},
+		{"hardware/sd-card-errors", "3\n", "warn", "3 SD card or file system errors in the kernel log since boot", 3.0},
+		{"hardware/sd-card-errors", "12\n", "fail", "12 SD card or file system errors", 12.0},
+		{"system/failed-units", "0 failed: \n", "ok", "no failed systemd units", 0.0},
+		{"system/failed-units", "2 failed: nginx.service wg-quick@wg0.service\n", "fail", "2 failed: nginx.service wg-quick@wg0.service", 2.0},
+		{"system/pending-updates", "0 package updates pending\n", "ok", "the system is up to date", 0.0},
+		{"system/pending-updates", "17 package updates pending\n", "warn", "17 package updates pending", 17.0},
+		{"system/default-password", "no login user has the default password\n", "ok", "no login user has the default password", nil},
+		{"system/default-password", "default password for pi; ssh password login disabled\n", "warn", "default password for pi; ssh password login disabled", "pi"},
+		{"system/default-password", "default password for pi admin; ssh password login enabled\n", "fail", "ssh password login enabled", "pi admin"},
+	} {
+		c := m.checks[tc.check]
+		if c == nil {
+			t.Fatalf("no shipped check %s", tc.check)
+		}
+		o := c.evaluate(exited(0, tc.stdout, ""))
+		if o.verdict != tc.verdict || !strings.Contains(o.message, tc.message) || o.value != tc.value || (o.verdict != "ok") != (o.remedy != "") {
+			t.Errorf("%s on %q: %s %v %q remedy %q; want %s %v %q", tc.check, tc.stdout, o.verdict, o.value, o.message, o.remedy, tc.verdict, tc.value, tc.message)
+		}
+	}
+	// A script that could not do its job exits non-zero: error, with its reason.
+	o := m.checks["system/failed-units"].evaluate(exited(3, "", "System has not been booted with systemd as init system (PID 1). Can't operate.\n"))
+	if o.verdict != "error" || !strings.Contains(o.message, "System has not been booted with systemd") {
+		t.Errorf("failed-units without systemd: %+v", o)
+	}
+	o = m.checks["system/default-password"].evaluate(exited(127, "", "perl not found\n"))
+	if o.verdict != "error" || !strings.Contains(o.message, "perl not found") {
+		t.Errorf("default-password without perl: %+v", o)
+	}
+}
