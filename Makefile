@@ -48,8 +48,8 @@ fuzz: ## run every Fuzz target for FUZZTIME (default 5s) on top of its committed
 		done; \
 	done
 
-demo: deps ## run the agent against a throwaway local Mosquitto with fake hardware; Ctrl-C ends it
-	$(GO) run ./cmd/picockpit-demo
+demo: deps ## the agent on a throwaway local Mosquitto with fake hardware, in a live view; q ends it (DEMO_FLAGS=-raw: the raw topic tree)
+	$(GO) run ./cmd/picockpit-demo $(DEMO_FLAGS)
 
 bench: deps ## benchmarks (figures go to docs/performance.md)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
