@@ -45,6 +45,8 @@ type Options struct {
 	NoWait bool
 	// Env is extra environment for StartProcess ("K=V").
 	Env []string
+	// ReadyTimeout is agent.Options.ReadyTimeout of the in-process agent.
+	ReadyTimeout time.Duration
 }
 
 var seq atomic.Int64
@@ -120,7 +122,8 @@ func Start(t testing.TB, o Options) *Agent {
 	logs := &Buffer{}
 	a := &Agent{Root: root, ConfigDir: dir, StateDir: t.TempDir(), Logs: logs, t: t, done: make(chan error, 1), reload: make(chan struct{}, 1)}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ag, res, err := agent.New(agent.Options{ConfigDir: dir, StateDir: a.StateDir, Version: "test", Kinds: o.Kinds, Log: log, Reload: a.reload})
+	ag, res, err := agent.New(agent.Options{ConfigDir: dir, StateDir: a.StateDir, Version: "test", Kinds: o.Kinds, Log: log, Reload: a.reload,
+		ReadyTimeout: o.ReadyTimeout})
 	if err != nil {
 		t.Fatalf("agent: %v", err)
 	}
