@@ -62,7 +62,7 @@ func defaultSettings() settings {
 func parseConfig(data []byte, file, prefix string) (settings, []modules.Problem) {
 	var c Config
 	if err := modules.DecodeStrict(data, &c); err != nil {
-		return settings{}, []modules.Problem{modules.ProblemFor(file, prefix, err)}
+		return settings{}, modules.ProblemsFor(file, prefix, err)
 	}
 	return c.validate(file, prefix)
 }
@@ -77,10 +77,10 @@ func (c Config) validate(file, prefix string) (settings, []modules.Problem) {
 		set.enabled = *c.Enabled
 	}
 	if c.Interval != "" {
-		d, err := time.ParseDuration(c.Interval)
+		d, err := modules.ParseDuration(c.Interval)
 		switch {
 		case err != nil:
-			bad("interval", fmt.Errorf("not a duration like \"5s\" or \"1m\": %q", c.Interval))
+			bad("interval", err)
 		case d < MinInterval || d > MaxInterval:
 			bad("interval", fmt.Errorf("%s is out of range %s..%s", d, MinInterval, MaxInterval))
 		default:
