@@ -347,7 +347,7 @@ func describeJSONError(data []byte, err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		line, col := position(data, syn.Offset)
+		line, col := position(data, syn.Offset-1) // Offset counts the bad character
 		return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
 	case errors.As(err, &typ):
 		f := typ.Field
