@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -445,7 +444,6 @@ func hasKeyPrefix(known map[string]bool, p string) bool {
 }
 
 func unknownKeyErr(key string, known map[string]bool, extra ...string) error {
-	best, bestD := "", 4
 	cands := append([]string(nil), extra...)
 	for k := range known {
 		cands = append(cands, k)
@@ -455,37 +453,10 @@ func unknownKeyErr(key string, known map[string]bool, extra ...string) error {
 			}
 		}
 	}
-	sort.Strings(cands)
-	cands = slices.Compact(cands)
-	for _, c := range cands {
-		if d := editDistance(key, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	if best != "" {
+	if best := modules.Closest(key, cands, 3); best != "" {
 		return fmt.Errorf("unknown key (did you mean %q?)", best)
 	}
 	return errors.New("unknown key")
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Validate checks values that decode but make no sense; the error is a

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 )
@@ -101,7 +103,11 @@ func decodeValue(data []byte, v reflect.Value, path string, errs *FieldErrors) {
 			idx, ok := fields[key]
 			switch {
 			case !ok:
-				*errs = append(*errs, &FieldError{Field: f, Err: errors.New("unknown field (misspelled or not supported here)")})
+				err := errors.New("unknown field (misspelled or not supported here)")
+				if near := Closest(key, slices.Collect(maps.Keys(fields)), 2); near != "" {
+					err = fmt.Errorf("unknown field (did you mean %q?)", near)
+				}
+				*errs = append(*errs, &FieldError{Field: f, Err: err})
 			case seen[key]:
 				*errs = append(*errs, &FieldError{Field: f, Err: errors.New("given twice")})
 			default:
@@ -292,6 +298,38 @@ func jsonFields(t reflect.Type) map[string][]int {
 		out[n] = e.index
 	}
 	return out
+}
+
+// Closest returns the candidate nearest to name by edit distance, if it is
+// at most maxDist away (ties: the first in sorted order), else "".
+func Closest(name string, candidates []string, maxDist int) string {
+	best, bestD := "", maxDist+1
+	for _, c := range slices.Sorted(slices.Values(candidates)) {
+		if d := editDistance(name, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // ParseDuration is the one duration syntax of every config file and
