@@ -80,7 +80,7 @@ func TestLoadProblems(t *testing.T) {
 				`{"pins":[{"bcm":3,"mode":"output","failsafe":{"value":1,"after":30}}]}`,
 				`{"pins":[{"bcm":4,"mode":"output","failsafe":{"value":1,"after":"soon"}}]}`,
 			},
-			want: []string{"m0.json|pins[0].failsafe.value|not 0 or 1", "m1.json|pins[0].failsafe.after|missing", "m2.json|pins[0]|duration string", `m3.json|pins[0]|bad duration "soon"`},
+			want: []string{"m0.json|pins[0].failsafe.value|not 0 or 1", "m1.json|pins[0].failsafe.after|missing", "m2.json|pins[0].failsafe.after|got the number 30 (write \"30s\"", `m3.json|pins[0].failsafe.after|"soon" is not a duration`},
 		},
 		{
 			name: "pwm limits",

@@ -54,7 +54,7 @@ func load(env modules.Env, section []byte, sectionFile string, files []modules.F
 	if section != nil {
 		c, pins, err := decodeFile(sectionFile, section, true, seen)
 		if err != nil {
-			problems = append(problems, modules.ProblemFor(sectionFile, Name, err))
+			problems = append(problems, modules.ProblemsFor(sectionFile, Name, err)...)
 		} else {
 			cfg = *c
 			specs = append(specs, pins...)
@@ -63,7 +63,7 @@ func load(env modules.Env, section []byte, sectionFile string, files []modules.F
 	for _, f := range files {
 		_, pins, err := decodeFile(f.Path, f.Data, false, seen)
 		if err != nil {
-			problems = append(problems, modules.ProblemFor(f.Path, "", err))
+			problems = append(problems, modules.ProblemsFor(f.Path, "", err)...)
 			continue
 		}
 		specs = append(specs, pins...)
