@@ -350,11 +350,11 @@ func decodeFile(path string, data []byte, section bool, seen map[int]string) (*C
 		field := fmt.Sprintf("fake_jumpers[%d]", i)
 		switch {
 		case cfg.Backend != BackendFake:
-			return nil, nil, &modules.FieldError{Field: field, Err: errors.New("jumpers join pins of the fake backend only (backend \"fake\")")}
+			errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf("jumpers join pins of the fake backend only (backend %q)", BackendFake)})
 		case j.From < 0 || j.From > MaxBCM || j.To < 0 || j.To > MaxBCM:
-			return nil, nil, &modules.FieldError{Field: field, Err: fmt.Errorf("from and to are BCM numbers 0..%d", MaxBCM)}
+			errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf("from and to are BCM numbers 0..%d", MaxBCM)})
 		case j.From == j.To:
-			return nil, nil, &modules.FieldError{Field: field, Err: errors.New("from and to are the same pin")}
+			errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf("from and to are the same pin %d", j.From)})
 		}
 	}
 	var pins []*pinSpec
