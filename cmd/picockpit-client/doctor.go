@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/signal"
 	"slices"
 	"strings"
@@ -17,78 +16,64 @@ import (
 
 	"github.com/picockpit/picockpit-client/agent"
 	"github.com/picockpit/picockpit-client/agent/contract"
-	"github.com/picockpit/picockpit-client/modules/kinds"
 	"github.com/picockpit/picockpit-client/modules/pidoctor"
 )
 
-const doctorUsage = `usage: picockpit-client doctor [flags]
+var doctorCmd = &subcommand{
+	name:    "doctor",
+	summary: "run every PiDoctor check here; print verdict, check, message and remedy (or --json)",
+	help: `Runs the same checks and rules as a pidoctor/run request and prints a table,
+worst first, with remedies (colour on a terminal), or the report as JSON.
+Exit code: 0 all ok, 1 any warn or fail, 2 any error (a check could not
+run) or a configuration problem.`,
+	flags: func(fs *flag.FlagSet) func(*cli, []string) int {
+		cf := newConfigFlags(fs, true)
+		asJSON := fs.Bool("json", false, "print the report as JSON (docs/schemas/pidoctor-report.schema.json)")
+		color := fs.String("color", "auto", "colour the table: `auto` (on a terminal, unless NO_COLOR is set), always, never")
+		return func(c *cli, args []string) int {
+			if len(args) > 0 {
+				return c.usageError("unexpected argument %q", args[0])
+			}
+			useColor := false
+			switch *color {
+			case "always":
+				useColor = true
+			case "never":
+			case "auto":
+				useColor = isTerminal(c.stdout) && !slices.ContainsFunc(c.environ, func(e string) bool { return strings.HasPrefix(e, "NO_COLOR=") && e != "NO_COLOR=" })
+			default:
+				return c.usageError("--color %q: want auto, always or never", *color)
+			}
+			return doctor(cf.options(c), *asJSON, useColor, c)
+		}
+	},
+}
 
-Runs every PiDoctor check on this machine, the same checks and rules as a
-pidoctor/run request, and prints a table (worst first) or the report as JSON.
-Exit code: 0 all ok, 1 any warn or fail, 2 any error (a check could not run)
-or a usage or configuration error.
-
-flags:
-`
-
-// doctorMain is "picockpit-client doctor".
-func doctorMain(args []string, stdout, stderr io.Writer) int {
-	var opts agent.Options
-	var sets stringList
-	fs := flag.NewFlagSet("picockpit-client doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, doctorUsage)
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&opts.ConfigDir, "config-dir", "/etc/picockpit-client", "directory with picockpit-client.config.json and apps/")
-	fs.StringVar(&opts.StateDir, "state-dir", "/var/lib/picockpit-client", "the agent's state directory (throttling history since boot)")
-	fs.Var(&sets, "set", "override a config key, key=value (repeatable), e.g. --set host.root=/mnt/pi")
-	asJSON := fs.Bool("json", false, "print the report as JSON (docs/schemas/pidoctor-report.schema.json)")
-	color := fs.String("color", "auto", "colour the table: auto (on a terminal, unless NO_COLOR is set), always, never")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "picockpit-client doctor: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	useColor := false
-	switch *color {
-	case "always":
-		useColor = true
-	case "never":
-	case "auto":
-		useColor = isTerminal(stdout) && os.Getenv("NO_COLOR") == ""
-	default:
-		fmt.Fprintf(stderr, "picockpit-client doctor: --color %q: want auto, always or never\n", *color)
-		return 2
-	}
-	opts.Version, opts.Environ, opts.Sets, opts.Kinds = version, os.Environ(), sets, kinds.All()
+func doctor(opts agent.Options, asJSON, useColor bool, c *cli) int {
 	cfg, err := agent.LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, agent.SectionKeys(opts.Kinds))
 	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
+		printConfigError(c.stderr, err)
 		return 2
 	}
 	// The checks need no device id; a machine without one is still diagnosed.
 	dev, _ := agent.ReadDevice(cfg.Host.Root, cfg.Device.ID)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	files, probs := agent.ModuleFiles(opts.ConfigDir, pidoctor.Name)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	rep, more := pidoctor.RunLocal(ctx, agent.ModuleEnv(opts, cfg, dev, log), cfg.Sections[pidoctor.Name], cfg.File, files)
 	for _, p := range append(probs, more...) {
-		fmt.Fprintln(stderr, "error:", p.Error())
+		fmt.Fprintln(c.stderr, "error:", p.Error())
 	}
-	if *asJSON {
+	if asJSON {
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
-			fmt.Fprintln(stderr, "error:", err)
+			fmt.Fprintln(c.stderr, "error:", err)
 			return 2
 		}
-		fmt.Fprintf(stdout, "%s\n", b)
+		fmt.Fprintf(c.stdout, "%s\n", b)
 	} else {
-		printDoctorTable(stdout, rep, useColor)
+		printDoctorTable(c.stdout, rep, useColor)
 	}
 	if len(probs)+len(more) > 0 {
 		return 2
@@ -137,13 +122,4 @@ func printDoctorTable(w io.Writer, rep contract.PiDoctorReport, color bool) {
 	s := rep.Summary
 	fmt.Fprintf(w, "\n%d checks in %d ms: %d ok, %d warn, %d fail, %d error; worst: %s\n", len(rep.Checks), rep.DurationMS,
 		s.Counts[contract.VerdictOK], s.Counts[contract.VerdictWarn], s.Counts[contract.VerdictFail], s.Counts[contract.VerdictError], s.Worst)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

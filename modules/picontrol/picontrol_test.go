@@ -100,6 +100,20 @@ func start(t *testing.T, section string, fake *fakeRun, files ...modules.File) *
 	return h
 }
 
+// waitRetained waits until topic was published retained and returns the
+// retained message (the result may follow the final reply).
+func (h *harness) waitRetained(topic string) (bustest.Message, bool) {
+	h.bus.WaitFor(30*time.Second, func(msgs []bustest.Message) bool {
+		for _, m := range msgs {
+			if m.Topic == topic && m.Opts.Retain {
+				return true
+			}
+		}
+		return false
+	})
+	return h.bus.Retained(topic)
+}
+
 func request(topic, payload, corr string) *modules.Request {
 	return &modules.Request{Topic: topic, Payload: []byte(payload), ResponseTopic: replyBase + "t",
 		CorrelationData: []byte(corr), Requester: "tester"}
@@ -209,7 +223,7 @@ func TestRequestStreamsAndFinishes(t *testing.T) {
 			t.Errorf("reply on %q correlation %q qos %d", m.Topic, m.Correlation, m.Opts.QoS)
 		}
 	}
-	res, ok := h.bus.Retained("picontrol/result/m/out")
+	res, ok := h.waitRetained("picontrol/result/m/out")
 	if !ok || res.Opts.QoS != 1 {
 		t.Fatalf("no retained QoS 1 result: %+v", res)
 	}
@@ -217,15 +231,17 @@ func TestRequestStreamsAndFinishes(t *testing.T) {
 	if err := json.Unmarshal(res.Payload, &rr); err != nil || rr.Status != contract.StatusDone || *rr.ExitCode != 3 {
 		t.Errorf("retained result %s", res.Payload)
 	}
-	var audited bool
-	for _, ev := range h.bus.Events() {
-		if ev.Kind == contract.EventCommand && ev.Fields["user"] == "nobody" && ev.Fields["exit_code"] == 3 &&
-			ev.Requester == "tester" && ev.Fields["module"] == "m" && ev.Fields["command"] == "out" {
-			if _, ok := ev.Fields["duration_ms"]; ok {
-				audited = true
+	audited := h.bus.WaitEvents(30*time.Second, func(evs []contract.Event) bool {
+		for _, ev := range evs {
+			if ev.Kind == contract.EventCommand && ev.Fields["user"] == "nobody" && ev.Fields["exit_code"] == 3 &&
+				ev.Requester == "tester" && ev.Fields["module"] == "m" && ev.Fields["command"] == "out" {
+				if _, ok := ev.Fields["duration_ms"]; ok {
+					return true
+				}
 			}
 		}
-	}
+		return false
+	})
 	if !audited {
 		t.Errorf("no audit event for the run: %+v", h.bus.Events())
 	}
@@ -657,12 +673,12 @@ func TestRunLocal(t *testing.T) {
 	files := []modules.File{mfile("m.json", streamModule)}
 	var out, errOut bytes.Buffer
 	code, err := RunLocal(context.Background(), testEnv(), nil, "", files, "m", "echo",
-		map[string]string{"text": "a b", "n": "42", "greeting": "hi"}, &out, &errOut)
+		map[string]string{"text": "a b", "n": "42", "greeting": "hi"}, nil, &out, &errOut)
 	if err != nil || code != 0 || out.String() != "a b|42|hi" {
 		t.Errorf("RunLocal = %d, %v, stdout %q", code, err, out.String())
 	}
 	out.Reset()
-	code, err = RunLocal(context.Background(), testEnv(), nil, "", files, "m", "out", nil, &out, &errOut)
+	code, err = RunLocal(context.Background(), testEnv(), nil, "", files, "m", "out", nil, nil, &out, &errOut)
 	if err != nil || code != 3 || out.String() != "out\n" {
 		t.Errorf("RunLocal(out) = %d, %v, stdout %q", code, err, out.String())
 	}
@@ -680,7 +696,7 @@ func TestRunLocal(t *testing.T) {
 		{"m", "x", nil, `unknown command "x"`},
 	} {
 		out.Reset()
-		code, err := RunLocal(context.Background(), testEnv(), nil, "", files, tc.module, tc.command, tc.params, &out, &errOut)
+		code, err := RunLocal(context.Background(), testEnv(), nil, "", files, tc.module, tc.command, tc.params, nil, &out, &errOut)
 		if err == nil || !strings.Contains(err.Error(), tc.err) || code != -1 || out.Len() != 0 {
 			t.Errorf("RunLocal(%s/%s %v) = %d, %v, output %q; want refusal containing %q", tc.module, tc.command, tc.params, code, err, out.String(), tc.err)
 		}

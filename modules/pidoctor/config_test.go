@@ -88,7 +88,7 @@ func TestCheckProblems(t *testing.T) {
 }
 
 func TestConfigSection(t *testing.T) {
-	cfg, probs := decodeConfig([]byte(`{"interval":"5m","max_parallel":2,"default_timeout":20,"kill_grace":"2s","output_limit":4096}`), "c.json")
+	cfg, probs := decodeConfig([]byte(`{"interval":"5m","max_parallel":2,"default_timeout":"20s","kill_grace":"2s","output_limit":4096}`), "c.json")
 	if len(probs) > 0 || cfg.Interval != 5*time.Minute || cfg.MaxParallel != 2 || cfg.DefaultTimeout != 20*time.Second || cfg.OutputLimit != 4096 {
 		t.Errorf("config %+v, %v", cfg, probs)
 	}
@@ -174,7 +174,7 @@ func TestShippedChecks(t *testing.T) {
 		}
 	}
 	cfgSch := agenttest.MustSchema(t, "pidoctor-config")
-	good := `{"interval":"15m","max_parallel":4,"default_timeout":"30s","kill_grace":5,"output_limit":65536}`
+	good := `{"interval":"15m","max_parallel":4,"default_timeout":"30s","kill_grace":"5s","output_limit":65536}`
 	if err := schemaErr(cfgSch, []byte(good)); err != nil {
 		t.Errorf("config schema: %v", err)
 	}
