@@ -3,6 +3,7 @@ package pidoctor
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -180,5 +181,20 @@ func TestShippedChecks(t *testing.T) {
 	}
 	if _, probs := decodeConfig([]byte(good), "c.json"); len(probs) > 0 {
 		t.Errorf("the decoder refuses what the schema accepts: %v", probs)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	m, probs := load(modules.Env{HostRoot: t.TempDir()}, []byte(`{"interval":"15m"}`), "c.json", []modules.File{{Path: "a.json",
+		Data: []byte(`{"id":"a","name":"A","checks":[{"id":"t","name":"Temp","category":"thermal","builtin":"soc_temperature"},
+		{"id":"e","name":"Echo","argv":["/bin/echo"],"timeout":"5s"}]}`)}})
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	got := m.Describe()
+	want := []modules.Loaded{{Items: []string{"periodic run every 15m0s, 4 checks at once"}},
+		{File: "a.json", Items: []string{`check a/t "Temp" (thermal, builtin soc_temperature)`, `check a/e "Echo" (general, as root, timeout 5s)`}}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Describe() = %q\nwant %q", got, want)
 	}
 }
