@@ -1,9 +1,11 @@
 # picockpit-client. `make help` lists the targets.
 SHELL      := /bin/bash
 GO         ?= go
-# The package version from debian/changelog's first line, e.g. 0.1.0-1.
-VERSION    ?= $(shell sed -n '1{s/^[^ ]* .//;s/. .*//;p;}' debian/changelog 2>/dev/null)
-LDFLAGS    := -s -w -X main.version=$(VERSION)
+# The upstream version: debian/changelog's top entry without the Debian
+# revision (0.1.0-1 gives 0.1.0), what the binary and the package report.
+VERSION    ?= $(shell . debian/lib.sh && v=$$(changelog_field Version) && echo "$${v%-*}")
+COMMIT     ?= $(shell . debian/lib.sh && source_commit)
+LDFLAGS    := -s -w -X main.versionOverride=$(VERSION) -X main.commitOverride=$(COMMIT)
 BUILDFLAGS := -trimpath -ldflags "$(LDFLAGS)"
 # Executions per fuzz target (a count, not a time: a loaded machine must
 # not shrink the run to nothing).
@@ -78,8 +80,8 @@ stress: deps ## every package under -race -count=20; packages that start brokers
 		fi; \
 	done
 
-demo: deps ## run the agent against a throwaway local Mosquitto with fake hardware; Ctrl-C ends it
-	$(GO) run ./cmd/picockpit-demo
+demo: deps ## the agent on a throwaway local Mosquitto with fake hardware, in a live view; q ends it (DEMO_FLAGS=-raw: the raw topic tree)
+	$(GO) run ./cmd/picockpit-demo $(DEMO_FLAGS)
 
 bench: deps ## benchmarks (figures go to docs/performance.md)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
@@ -90,8 +92,8 @@ cross: ## static binaries for armhf (GOARM=6), arm64, amd64 in dist/
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build $(BUILDFLAGS) -o dist/linux_amd64/picockpit-client ./cmd/picockpit-client
 	@ls -l dist/linux_*/picockpit-client
 
-deb: ## the three .deb packages in dist/
-	VERSION=$(VERSION) debian/build-deb.sh
+deb: ## the three .deb packages in dist/ (version from debian/changelog)
+	VERSION=$(VERSION) COMMIT=$(COMMIT) debian/build-deb.sh
 
 repo: deb ## a signed apt repository in dist/repo (throwaway key unless SIGNING_KEY_ID is set)
 	VERSION=$(VERSION) debian/build-repo.sh

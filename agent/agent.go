@@ -100,21 +100,20 @@ func SectionKeys(kinds []modules.Kind) []string {
 
 // Load reads the config and every module file and builds (does not start)
 // the modules. A config error is returned as err; module problems are
-// collected and the other modules still load.
+// collected and the other modules still load. The modules are loaded even
+// when the main config has problems (with the bad values at their
+// defaults), so that check can report everything at once.
 func Load(opts Options, log *slog.Logger) (LoadResult, error) {
 	var res LoadResult
-	cfg, err := LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, SectionKeys(opts.Kinds))
-	if err != nil {
-		return res, err
-	}
+	cfg, cfgErr := LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, SectionKeys(opts.Kinds))
 	res.Config = cfg
 	dev, err := ReadDevice(cfg.Host.Root, cfg.Device.ID)
-	if err != nil {
+	if err != nil && cfgErr == nil {
 		return res, &ConfigError{Where: "identity", Key: "device.id", Err: err}
 	}
 	res.Device = dev
 	res.Modules, res.Problems = loadModules(opts, cfg, dev, log)
-	return res, nil
+	return res, cfgErr
 }
 
 func loadModules(opts Options, cfg Config, dev contract.Device, log *slog.Logger) (map[string]modules.Module, []modules.Problem) {

@@ -4,21 +4,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
-	kjson "github.com/knadh/koanf/parsers/json"
 	"github.com/knadh/koanf/providers/confmap"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 
 	"github.com/picockpit/picockpit-client/agent/contract"
+	"github.com/picockpit/picockpit-client/modules"
 )
 
 // ConfigFileName is the main config file inside the config directory.
@@ -52,6 +52,10 @@ type Config struct {
 	Sections map[string][]byte `koanf:"-"`
 	// File is the path of the main config file that was read ("" if none).
 	File string `koanf:"-"`
+
+	// origin says where each key set away from its default came from: the
+	// file's path, "environment variable NAME" or "--set key".
+	origin map[string]string
 }
 
 // BrokerConfig says how to reach the MQTT 5 broker.
@@ -103,11 +107,39 @@ func (e *ConfigError) Error() string {
 
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// ConfigErrors is every problem LoadConfig found, one per key, in the order
+// file, environment, flags, then the checks of the merged values.
+type ConfigErrors []*ConfigError
+
+func (e ConfigErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, ce := range e {
+		msgs[i] = ce.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap returns the single errors (for errors.As and errors.Is).
+func (e ConfigErrors) Unwrap() []error {
+	out := make([]error, len(e))
+	for i, ce := range e {
+		out[i] = ce
+	}
+	return out
+}
+
+// SecretKeys are the config keys that --set refuses: a command line is
+// readable by every local user (/proc/PID/cmdline).
+var SecretKeys = map[string]bool{"broker.password": true}
+
 // LoadConfig reads <dir>/picockpit-client.config.json (a missing file means
-// defaults), then applies environment variables (PICOCKPIT_*, from environ)
-// and flag overrides (key=value, from sets), each strictly checked: an
-// unknown or misspelled key is an error naming the key and where it came
-// from. sections lists the module sections the file may also hold.
+// defaults; a missing dir is an error), then applies environment variables
+// (PICOCKPIT_*, from environ) and flag overrides (key=value, from sets),
+// each strictly checked: an unknown or misspelled key, a value of the wrong
+// type or out of range is an error naming the key and where the value came
+// from (the file, the variable or --set). Every problem is reported (as
+// ConfigErrors), not only the first. sections lists the module sections
+// the file may also hold.
 func LoadConfig(dir string, environ []string, sets []string, sections []string) (Config, error) {
 	cfg := DefaultConfig()
 	known := knownKeys(reflect.TypeOf(cfg), "")
@@ -115,49 +147,53 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 	for _, s := range sections {
 		isSection[s] = true
 	}
+	var errs ConfigErrors
+	cfg.origin = map[string]string{}
 
-	k := koanf.New(".")
 	path := filepath.Join(dir, ConfigFileName)
 	cfg.Sections = map[string][]byte{}
-	if _, err := os.Stat(path); err == nil {
-		fk := koanf.New("\x00") // no delimiter: keep the file's own nesting
-		if err := fk.Load(file.Provider(path), kjson.Parser()); err != nil {
-			return cfg, &ConfigError{Where: path, Err: fmt.Errorf("cannot parse: %w", err)}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		} else if errors.Is(err, os.ErrNotExist) {
+			err = errors.New("the config directory does not exist")
 		}
+		return cfg, ConfigErrors{{Where: dir, Err: err}}
+	}
+	if data, err := os.ReadFile(path); err == nil {
 		cfg.File = path
-		raw := fk.Raw()
+		var doc map[string]json.RawMessage
+		if err := modules.DecodeStrict(data, &doc); err != nil {
+			return cfg, ConfigErrors{{Where: path, Err: err}}
+		}
 		own := map[string]any{}
-		for top, v := range raw {
+		for _, top := range slices.Sorted(maps.Keys(doc)) {
 			if isSection[top] {
-				b, err := json.Marshal(v)
-				if err != nil {
-					return cfg, &ConfigError{Where: path, Key: top, Err: err}
-				}
-				cfg.Sections[top] = b
+				cfg.Sections[top] = doc[top]
 				continue
 			}
-			own[top] = v
+			if strings.Contains(top, ".") {
+				errs = append(errs, &ConfigError{Where: path, Key: top, Err: errors.New("unknown key (nest objects: {\"broker\": {\"url\": ...}})")})
+				continue
+			}
+			errs = append(errs, fileValues(doc[top], top, known, leafTypes(reflect.TypeOf(cfg), ""), path, sections, own, cfg.origin)...)
 		}
-		if err := checkKeys(own, "", known, path, sections); err != nil {
-			return cfg, err
-		}
-		if err := k.Load(confmap.Provider(own, "\x00"), nil); err != nil {
-			return cfg, &ConfigError{Where: path, Err: err}
-		}
-		if err := decodeInto(k, &cfg, path); err != nil {
-			return cfg, err
+		k := koanf.New(".")
+		if err := k.Load(confmap.Provider(own, "."), nil); err != nil {
+			errs = append(errs, &ConfigError{Where: path, Err: err})
+		} else if err := decodeInto(k, &cfg, path); err != nil {
+			errs = append(errs, err.(*ConfigError))
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return cfg, &ConfigError{Where: path, Err: err}
+		return cfg, ConfigErrors{{Where: path, Err: err}}
 	}
 
-	// Environment, then flags; each layer decoded on its own so an error
+	// Environment, then flags; each value decoded on its own so an error
 	// names the variable or flag it came from.
 	envKeys := map[string]string{}
 	for key := range known {
 		envKeys[EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, ".", "_"))] = key
 	}
-	var envNames []string
 	for _, kv := range environ {
 		name, val, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(name, EnvPrefix) {
@@ -167,29 +203,148 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 		if !ok {
 			// Only names in the config's own namespaces are ours to judge.
 			if looksLikeConfigEnv(name, known) {
-				return cfg, &ConfigError{Where: "environment", Key: name, Err: errors.New("unknown variable (no such config key)")}
+				errs = append(errs, &ConfigError{Where: "environment variable " + name, Err: errors.New("unknown variable (no such config key)")})
 			}
 			continue
 		}
-		if err := applyOne(&cfg, key, val, "environment variable "+name); err != nil {
-			return cfg, err
+		where := "environment variable " + name
+		if err := applyOne(&cfg, key, val, where); err != nil {
+			errs = append(errs, err.(*ConfigError))
+			continue
 		}
-		envNames = append(envNames, name)
+		cfg.origin[key] = where
 	}
-	_ = envNames
 	for _, s := range sets {
 		key, val, ok := strings.Cut(s, "=")
-		if !ok {
-			return cfg, &ConfigError{Where: "flag --set", Key: s, Err: errors.New("want key=value")}
-		}
-		if _, ok := known[key]; !ok {
-			return cfg, &ConfigError{Where: "flag --set", Key: key, Err: unknownKeyErr(key, known)}
-		}
-		if err := applyOne(&cfg, key, val, "flag --set "+key); err != nil {
-			return cfg, err
+		where := "--set " + key
+		switch {
+		case !ok:
+			errs = append(errs, &ConfigError{Where: "--set " + s, Err: errors.New("want key=value")})
+		case known[key] && SecretKeys[key]:
+			errs = append(errs, &ConfigError{Where: where, Err: fmt.Errorf("refused: a secret on the command line is readable by every local user (/proc/PID/cmdline); "+
+				"put it in a file named by %s_file, or in the environment variable %s", key, envName(key))})
+		case !known[key]:
+			errs = append(errs, &ConfigError{Where: where, Err: unknownKeyErr(key, known)})
+		default:
+			if err := applyOne(&cfg, key, val, where); err != nil {
+				errs = append(errs, err.(*ConfigError))
+				continue
+			}
+			cfg.origin[key] = where
 		}
 	}
+	if len(errs) > 0 {
+		// Values that failed keep their defaults; check the rest anyway.
+		errs = append(errs, cfg.validate()...)
+		return cfg, errs
+	}
 	return cfg, cfg.Validate()
+}
+
+func envName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// fileValues checks the JSON value raw of key against the config's type and
+// copies what is valid into own (nested maps, for koanf), noting the file as
+// the key's origin; it returns a problem for every unknown key and wrong
+// type.
+func fileValues(raw json.RawMessage, key string, known map[string]bool, types map[string]reflect.Type, path string,
+	sections []string, own map[string]any, origin map[string]string) ConfigErrors {
+	bad := func(err error) ConfigErrors { return ConfigErrors{{Where: path, Key: key, Err: err}} }
+	if !known[key] {
+		if !hasKeyPrefix(known, key+".") {
+			var extra []string
+			if !strings.Contains(key, ".") {
+				extra = sections
+			}
+			return bad(unknownKeyErr(key, known, extra...))
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+			return bad(fmt.Errorf("want an object, got %s", modules.DescribeJSON(raw)))
+		}
+		var errs ConfigErrors
+		for _, n := range slices.Sorted(maps.Keys(obj)) {
+			if strings.Contains(n, ".") {
+				errs = append(errs, &ConfigError{Where: path, Key: key + "." + n, Err: errors.New("unknown key")})
+				continue
+			}
+			errs = append(errs, fileValues(obj[n], key+"."+n, known, types, path, sections, own, origin)...)
+		}
+		return errs
+	}
+	var v any
+	switch t := types[key]; {
+	case t == reflect.TypeOf(time.Duration(0)):
+		d, err := modules.DurationJSON(raw)
+		if err != nil {
+			return bad(err)
+		}
+		v = d.String()
+	case t.Kind() == reflect.String:
+		var s string
+		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+			return bad(fmt.Errorf("want a string, got %s", modules.DescribeJSON(raw)))
+		}
+		v = s
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		var one string
+		var list []string
+		if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &one) == nil {
+			v = one
+			break
+		}
+		var elems []json.RawMessage
+		if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &elems) != nil {
+			return bad(fmt.Errorf("want a string or an array of strings, got %s", modules.DescribeJSON(raw)))
+		}
+		var errs ConfigErrors
+		for i, e := range elems {
+			var s string
+			if len(e) == 0 || e[0] != '"' || json.Unmarshal(e, &s) != nil {
+				errs = append(errs, &ConfigError{Where: path, Key: fmt.Sprintf("%s[%d]", key, i), Err: fmt.Errorf("want a string, got %s", modules.DescribeJSON(e))})
+			}
+			list = append(list, s)
+		}
+		if len(errs) > 0 {
+			return errs
+		}
+		v = list
+	default:
+		return bad(fmt.Errorf("unsupported config type %s", t)) // a new field type needs a case here
+	}
+	m := own
+	parts := strings.Split(key, ".")
+	for _, p := range parts[:len(parts)-1] {
+		sub, ok := m[p].(map[string]any)
+		if !ok {
+			sub = map[string]any{}
+			m[p] = sub
+		}
+		m = sub
+	}
+	m[parts[len(parts)-1]] = v
+	origin[key] = path
+	return nil
+}
+
+// leafTypes maps the leaf keys of t's koanf tags to their Go types.
+func leafTypes(t reflect.Type, prefix string) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("koanf")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct {
+			maps.Copy(out, leafTypes(f.Type, prefix+tag+"."))
+			continue
+		}
+		out[prefix+tag] = f.Type
+	}
+	return out
 }
 
 func looksLikeConfigEnv(name string, known map[string]bool) bool {
@@ -248,14 +403,7 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 	if !ok {
 		return nil, fmt.Errorf("want a duration string such as \"30s\", got %v", data)
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return nil, fmt.Errorf("invalid duration %q (want e.g. \"30s\", \"5m\")", s)
-	}
-	if d < 0 {
-		return nil, fmt.Errorf("negative duration %q", s)
-	}
-	return d, nil
+	return modules.ParseDuration(s)
 }
 
 func cleanMapstructureErr(err error) error {
@@ -286,28 +434,6 @@ func knownKeys(t reflect.Type, prefix string) map[string]bool {
 	return out
 }
 
-func checkKeys(m map[string]any, prefix string, known map[string]bool, where string, sections []string) error {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		key := prefix + n
-		if known[key] {
-			continue
-		}
-		if sub, ok := m[n].(map[string]any); ok && hasKeyPrefix(known, key+".") {
-			if err := checkKeys(sub, key+".", known, where, sections); err != nil {
-				return err
-			}
-			continue
-		}
-		return &ConfigError{Where: where, Key: key, Err: unknownKeyErr(key, known, sections...)}
-	}
-	return nil
-}
-
 func hasKeyPrefix(known map[string]bool, p string) bool {
 	for k := range known {
 		if strings.HasPrefix(k, p) {
@@ -318,100 +444,96 @@ func hasKeyPrefix(known map[string]bool, p string) bool {
 }
 
 func unknownKeyErr(key string, known map[string]bool, extra ...string) error {
-	best, bestD := "", 4
 	cands := append([]string(nil), extra...)
 	for k := range known {
 		cands = append(cands, k)
-	}
-	sort.Strings(cands)
-	for _, c := range cands {
-		if d := editDistance(key, c); d < bestD {
-			best, bestD = c, d
+		for i := range len(k) {
+			if k[i] == '.' {
+				cands = append(cands, k[:i]) // "broker" for "brokr"
+			}
 		}
 	}
-	if best != "" {
+	if best := modules.Closest(key, cands, 3); best != "" {
 		return fmt.Errorf("unknown key (did you mean %q?)", best)
 	}
 	return errors.New("unknown key")
 }
 
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+// Validate checks values that decode but make no sense; the error is a
+// ConfigErrors naming every bad key and where its value came from.
+func (c *Config) Validate() error {
+	if errs := c.validate(); len(errs) > 0 {
+		return errs
 	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return nil
 }
 
-// Validate checks values that decode but make no sense.
-func (c *Config) Validate() error {
-	where := c.File
-	if where == "" {
-		where = "config"
+// where says where key's value came from: the file, a variable or a flag.
+func (c *Config) where(key string) string {
+	if w := c.origin[key]; w != "" {
+		return w
+	}
+	if c.File != "" {
+		return c.File
+	}
+	return "built-in default"
+}
+
+func (c *Config) validate() ConfigErrors {
+	var errs ConfigErrors
+	bad := func(key string, err error) {
+		base, _, _ := strings.Cut(key, "[")
+		errs = append(errs, &ConfigError{Where: c.where(base), Key: key, Err: err})
 	}
 	if len(c.Broker.URL) == 0 {
-		return &ConfigError{Where: where, Key: "broker.url", Err: errors.New("no broker URL")}
+		bad("broker.url", errors.New("no broker URL"))
 	}
 	for i, raw := range c.Broker.URL {
+		key := fmt.Sprintf("broker.url[%d]", i)
 		u, err := url.Parse(raw)
-		if err != nil {
-			return &ConfigError{Where: where, Key: fmt.Sprintf("broker.url[%d]", i), Err: err}
-		}
-		switch u.Scheme {
-		case "mqtt", "mqtts", "ws", "wss":
-		default:
-			return &ConfigError{Where: where, Key: fmt.Sprintf("broker.url[%d]", i),
-				Err: fmt.Errorf("scheme %q not supported (want mqtt, mqtts, ws or wss)", u.Scheme)}
-		}
-		if u.Host == "" {
-			return &ConfigError{Where: where, Key: fmt.Sprintf("broker.url[%d]", i), Err: fmt.Errorf("%q has no host", raw)}
+		switch {
+		case err != nil:
+			bad(key, err)
+		case u.Scheme != "mqtt" && u.Scheme != "mqtts" && u.Scheme != "ws" && u.Scheme != "wss":
+			bad(key, fmt.Errorf("scheme %q not supported (want mqtt, mqtts, ws or wss)", u.Scheme))
+		case u.Host == "":
+			bad(key, fmt.Errorf("%q has no host", raw))
 		}
 	}
 	if err := contract.ValidatePrefix(c.Topics.Prefix); err != nil {
-		return &ConfigError{Where: where, Key: "topics.prefix", Err: err}
+		bad("topics.prefix", err)
 	}
 	if c.Device.ID != "" {
 		if err := contract.ValidateDeviceID(c.Device.ID); err != nil {
-			return &ConfigError{Where: where, Key: "device.id", Err: err}
+			bad("device.id", err)
 		}
 	}
-	for key, p := range map[string]string{"broker.ca_file": c.Broker.CAFile, "broker.cert_file": c.Broker.CertFile,
-		"broker.key_file": c.Broker.KeyFile, "broker.password_file": c.Broker.PasswordFile, "host.root": c.Host.Root} {
-		if p != "" && !filepath.IsAbs(p) {
-			return &ConfigError{Where: where, Key: key, Err: fmt.Errorf("%q is not an absolute path", p)}
+	paths := map[string]string{"broker.ca_file": c.Broker.CAFile, "broker.cert_file": c.Broker.CertFile,
+		"broker.key_file": c.Broker.KeyFile, "broker.password_file": c.Broker.PasswordFile, "host.root": c.Host.Root}
+	for _, key := range slices.Sorted(maps.Keys(paths)) {
+		if p := paths[key]; p != "" && !filepath.IsAbs(p) {
+			bad(key, fmt.Errorf("%q is not an absolute path", p))
 		}
 	}
 	if (c.Broker.CertFile == "") != (c.Broker.KeyFile == "") {
-		return &ConfigError{Where: where, Key: "broker.cert_file", Err: errors.New("cert_file and key_file go together")}
+		bad("broker.cert_file", errors.New("cert_file and key_file go together"))
 	}
 	if c.Broker.Password != "" && c.Broker.PasswordFile != "" {
-		return &ConfigError{Where: where, Key: "broker.password_file", Err: errors.New("set password or password_file, not both")}
+		bad("broker.password_file", errors.New("set password or password_file, not both"))
 	}
 	if k := c.Broker.Keepalive; k < time.Second || k > 65535*time.Second {
-		return &ConfigError{Where: where, Key: "broker.keepalive", Err: fmt.Errorf("%s out of range (1s to 18h12m15s)", k)}
+		bad("broker.keepalive", fmt.Errorf("%s out of range (1s to 18h12m15s)", k))
 	}
 	if c.Broker.SessionExpiry < time.Second {
-		return &ConfigError{Where: where, Key: "broker.session_expiry", Err: errors.New("must be at least 1s: a zero expiry loses in-flight QoS 1 messages on every reconnect")}
+		bad("broker.session_expiry", errors.New("must be at least 1s: a zero expiry loses in-flight QoS 1 messages on every reconnect"))
 	}
 	if c.Broker.ClientID != "" && len(c.Broker.ClientID) > 256 {
-		return &ConfigError{Where: where, Key: "broker.client_id", Err: errors.New("longer than 256 bytes")}
+		bad("broker.client_id", errors.New("longer than 256 bytes"))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		return &ConfigError{Where: where, Key: "log.level", Err: fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level)}
+		bad("log.level", fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level))
 	}
-	return nil
+	return errs
 }

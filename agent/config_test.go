@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,8 +50,21 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{name: "misspelled key", file: `{"broker":{"usrname":"pi"}}`, wantErr: []string{ConfigFileName, "broker.usrname", `did you mean "broker.username"`}},
 		{name: "unknown section", file: `{"stat":{}}`, wantErr: []string{ConfigFileName, "stat: unknown key", `did you mean "stats"`}},
-		{name: "wrong type", file: `{"broker":{"keepalive":30}}`, wantErr: []string{ConfigFileName, "keepalive", "duration"}},
-		{name: "bad json", file: `{"broker": }`, wantErr: []string{ConfigFileName, "cannot parse"}},
+		{name: "bad json", file: "{\n  \"broker\": }", wantErr: []string{ConfigFileName, "invalid JSON at line 2, column 13"}},
+		{name: "bad keepalive and bad log level", file: `{"broker":{"keepalive":"0s"},"log":{"level":"loud"}}`,
+			wantErr: []string{ConfigFileName + ": broker.keepalive: 0s out of range", ConfigFileName + `: log.level: "loud" is not one of`}},
+		{name: "two misspelled keys", file: `{"broker":{"usrname":"pi","pasword":"x"}}`,
+			wantErr: []string{`broker.usrname: unknown key (did you mean "broker.username"?)`, `broker.pasword: unknown key (did you mean "broker.password"?)`}},
+		{name: "number for a string", file: `{"topics":{"prefix":5}}`, wantErr: []string{ConfigFileName + ": topics.prefix: want a string, got the number 5"}},
+		{name: "number for a duration", file: `{"broker":{"keepalive":30}}`, wantErr: []string{`broker.keepalive: want a duration string such as "30s", got the number 30 (write "30s" for seconds)`}},
+		{name: "object for a string", file: `{"log":{"level":{}}}`, wantErr: []string{"log.level: want a string, got an object"}},
+		{name: "dotted key in the file", file: `{"broker.url":"mqtt://x"}`, wantErr: []string{"broker.url: unknown key"}},
+		{name: "bad value from the environment", file: `{"log":{"level":"info"}}`, env: []string{"PICOCKPIT_LOG_LEVEL=loud"},
+			wantErr: []string{`environment variable PICOCKPIT_LOG_LEVEL: log.level: "loud" is not one of`}},
+		{name: "bad value from --set", sets: []string{"broker.keepalive=0s", "topics.prefix=a/#"},
+			wantErr: []string{"--set broker.keepalive: broker.keepalive: 0s out of range", "--set topics.prefix: topics.prefix:"}},
+		{name: "secret on the command line", sets: []string{"broker.password=hunter2"},
+			wantErr: []string{"--set broker.password: refused", "broker.password_file", "PICOCKPIT_BROKER_PASSWORD"}},
 		{name: "bad scheme", file: `{"broker":{"url":"http://x"}}`, wantErr: []string{"broker.url[0]", "scheme"}},
 		{name: "relative ca", file: `{"broker":{"ca_file":"ca.pem"}}`, wantErr: []string{"broker.ca_file", "absolute"}},
 		{name: "wildcard prefix", file: `{"topics":{"prefix":"a/+"}}`, wantErr: []string{"topics.prefix"}},
@@ -100,6 +114,23 @@ func TestLoadConfig(t *testing.T) {
 			}
 			tc.check(t, c)
 		})
+	}
+}
+
+func TestLoadConfigCountsEveryProblem(t *testing.T) {
+	dir := writeCfg(t, `{"broker":{"keepalive":"0s","usrname":"a","pasword":"b"},"log":{"level":"loud"},"topics":{"prefix":5}}`)
+	_, err := LoadConfig(dir, []string{"PICOCKPIT_BROKER_SESSION_EXPIRY=0s"}, []string{"broker.password=x"}, nil)
+	var errs ConfigErrors
+	if !errors.As(err, &errs) || len(errs) != 7 {
+		t.Fatalf("want 7 problems, got %d:\n%v", len(errs), err)
+	}
+}
+
+func TestLoadConfigMissingDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nope")
+	_, err := LoadConfig(dir, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), dir+": the config directory does not exist") {
+		t.Fatalf("error %v", err)
 	}
 }
 

@@ -4,7 +4,9 @@
 # tree. debian/control, debian/changelog and debian/copyright are the sources.
 #
 # Environment:
-#   VERSION       upstream version (default: from debian/changelog)
+#   VERSION       upstream version (default: from debian/changelog; another
+#                 version gets an automatic changelog entry)
+#   COMMIT        commit shown by `picockpit-client version` (default: git)
 #   DEB_REVISION  Debian revision when VERSION is given (default 1)
 #   ARCHES        Debian architectures (default "armhf arm64 amd64")
 #   OUT_DIR       output directory (default dist)
@@ -24,10 +26,20 @@ command -v go >/dev/null || die "go not found in PATH (Go 1.26, see go.mod)"
 compute_versions
 [ -d "$ETC_SRC" ] || die "configuration tree $ETC_SRC not found"
 
+# Timestamps: the changelog entry's date. A build of another version gets
+# an automatic entry that must be newer than the changelog's top entry
+# (lintian: latest-changelog-entry-without-new-date): the commit's date when
+# that is later, else one second after the top entry.
+cl_epoch=$(date -d "$(changelog_field Date)" +%s)
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-	SOURCE_DATE_EPOCH=$(date -d "$(changelog_field Date)" +%s)
+	SOURCE_DATE_EPOCH=$cl_epoch
+	if [ "$DEB_VERSION" != "$(changelog_field Version)" ]; then
+		SOURCE_DATE_EPOCH=$(git -c safe.directory='*' log -1 --format=%ct 2>/dev/null || true)
+		[ -n "$SOURCE_DATE_EPOCH" ] && [ "$SOURCE_DATE_EPOCH" -gt "$cl_epoch" ] || SOURCE_DATE_EPOCH=$((cl_epoch + 1))
+	fi
 fi
 export SOURCE_DATE_EPOCH
+COMMIT=${COMMIT-$(source_commit)}
 umask 022
 
 work=$(mktemp -d)
@@ -85,7 +97,7 @@ for arch in $ARCHES; do
 	# shellcheck disable=SC2046 # GOARCH/GOARM words on purpose
 	env CGO_ENABLED=0 GOOS=linux $(go_env_for "$arch") \
 		go build -trimpath -buildvcs=false \
-		-ldflags "-s -w -X main.version=$UPSTREAM_VERSION" \
+		-ldflags "-s -w -X main.versionOverride=$UPSTREAM_VERSION -X main.commitOverride=$COMMIT" \
 		-o "$bin" ./cmd/picockpit-client
 	chmod 0755 "$bin"
 	check_copyright "$bin"

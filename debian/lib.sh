@@ -39,13 +39,19 @@ changelog_field() {
 	esac
 }
 
-# compute_versions sets UPSTREAM_VERSION (what the binary reports), and
+# compute_versions sets UPSTREAM_VERSION (what the binary reports, the
+# changelog's upstream version unless VERSION asks for another), and
 # DEB_VERSION (the package version). VERSION from the environment wins over
 # debian/changelog; a leading "v" is dropped and "-" becomes "+" for the
 # package version (git describe: v0.2.0-3-gabc -> 0.2.0+3+gabc-1).
 compute_versions() {
 	cl_version=$(changelog_field Version)
 	[ -n "$cl_version" ] || die "cannot read the version from debian/changelog"
+	# The changelog's own version, given as upstream (0.1.0) or in full
+	# (0.1.0-1), is that release: no automatic changelog entry.
+	if [ "${VERSION:-}" = "${cl_version%-*}" ] || [ "${VERSION:-}" = "$cl_version" ]; then
+		VERSION=""
+	fi
 	if [ -z "${VERSION:-}" ]; then
 		UPSTREAM_VERSION=${cl_version%-*}
 		DEB_VERSION=$cl_version
@@ -66,6 +72,16 @@ compute_versions() {
 		DEB_VERSION="$up-${DEB_REVISION:-1}"
 	fi
 	export UPSTREAM_VERSION DEB_VERSION
+}
+
+# source_commit prints the short commit of the source tree (".dirty" when
+# it has uncommitted changes), or nothing outside git; the binary shows it
+# in `picockpit-client version`.
+source_commit() {
+	local c
+	c=$(git -c safe.directory='*' rev-parse --short=12 HEAD 2>/dev/null) || return 0
+	[ -z "$(git -c safe.directory='*' status --porcelain 2>/dev/null)" ] || c="$c.dirty"
+	printf '%s' "$c"
 }
 
 # go_env_for ARCH prints the GOARCH/GOARM for a Debian architecture.

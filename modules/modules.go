@@ -159,3 +159,21 @@ func (k Kind) SectionKey() string {
 	}
 	return k.Name
 }
+
+// Describer is implemented by modules that can say what they loaded, so
+// that `picockpit-client check` can list it and a file in the wrong place
+// shows by its absence.
+type Describer interface {
+	Describe() []Loaded
+}
+
+// Loaded is what one source (a module file or the main config's section)
+// gave a module.
+type Loaded struct {
+	// File is the path of the module file or of the main config; empty for
+	// built-in defaults.
+	File string
+	// Items names what the file defined, one line each ("command reboot
+	// (Reboot), confirm").
+	Items []string
+}

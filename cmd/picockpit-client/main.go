@@ -1,29 +1,18 @@
-// Command picockpit-client is the picockpit agent. Subcommands: run (the
-// daemon), check (validate config and modules), version. The logic lives in
-// package agent and the module packages; this file only wires them.
+// Command picockpit-client is the picockpit agent. `picockpit-client help`
+// lists its subcommands; each has its own --help. The logic lives in
+// package agent and the module packages; the files here only wire them, one
+// file per subcommand.
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"runtime"
 	"strings"
-	"syscall"
-
-	"github.com/picockpit/picockpit-client/agent"
-	"github.com/picockpit/picockpit-client/agent/contract"
-	"github.com/picockpit/picockpit-client/modules/kinds"
-	"github.com/picockpit/picockpit-client/modules/picontrol"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func init() {
 	// Keep the main goroutine on the main thread, so that no goroutine that
@@ -31,227 +20,188 @@ func init() {
 	runtime.LockOSThread()
 }
 
-const usage = `usage: picockpit-client <command> [flags]
+// subcommands is the command line's table of contents, in the order `help`
+// lists them. A new subcommand is a file defining its subcommand value and
+// one line here.
+var subcommands = []*subcommand{
+	runCmd,
+	checkCmd,
+	runCommandCmd,
+	aclCmd,
+	versionCmd,
+}
 
-commands:
-  run      run the agent in the foreground (what the systemd unit starts)
-  check    validate the config and every module file; exit 1 on any problem
-  run-command MODULE COMMAND [name=value ...]
-           run one PiControl command here, through the same checks and
-           privilege drop as a request over MQTT; exits with its exit code
-  acl      print a least-privilege Mosquitto ACL for this device (and a frontend user)
-  version  print the version
+// A subcommand is one verb of the command line.
+type subcommand struct {
+	name string
+	// args shows the positional arguments in the usage line, e.g.
+	// "MODULE COMMAND [name=value ...]"; empty when there are none.
+	args string
+	// summary is the one line `help` shows.
+	summary string
+	// help is more text for `<name> --help` (optional).
+	help string
+	// flags defines the subcommand's own flags on fs and returns the
+	// function that runs it with the positional arguments once they are
+	// parsed. Flags may come before, between or after the arguments.
+	flags func(fs *flag.FlagSet) func(c *cli, args []string) int
+}
 
-flags of run and check:
-`
+// cli is the outside world as a subcommand sees it.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	environ        []string
+	sub            *subcommand // the subcommand running
+}
+
+// usageError reports a wrong invocation of the subcommand and returns exit
+// code 2.
+func (c *cli) usageError(format string, a ...any) int {
+	fmt.Fprintf(c.stderr, "picockpit-client %s: %s\nusage: %s\n(picockpit-client %s --help for more)\n",
+		c.sub.name, fmt.Sprintf(format, a...), c.sub.usageLine(), c.sub.name)
+	return 2
+}
+
+func (s *subcommand) usageLine() string {
+	line := "picockpit-client " + s.name
+	if s.flags != nil {
+		fs := flag.NewFlagSet(s.name, flag.ContinueOnError)
+		s.flags(fs)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			line += " [flags]"
+		}
+	}
+	if s.args != "" {
+		line += " " + s.args
+	}
+	return line
+}
 
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-type stringList []string
-
-func (s *stringList) String() string     { return fmt.Sprint(*s) }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
 func realMain(args []string, stdout, stderr io.Writer) int {
+	return (&cli{stdin: os.Stdin, stdout: stdout, stderr: stderr, environ: os.Environ()}).main(args)
+}
+
+func (c *cli) main(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(c.stderr, c.overview())
 		return 2
 	}
-	cmd, args := args[0], args[1:]
-	switch cmd {
-	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "picockpit-client", version)
-		return 0
-	case "run", "check", "run-command", "acl":
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		newFlags(stdout, new(agent.Options), new(string), new(stringList)).PrintDefaults()
-		return 0
-	default:
-		fmt.Fprintf(stderr, "picockpit-client: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	var opts agent.Options
-	var level string
-	var sets stringList
-	fs := newFlags(stderr, &opts, &level, &sets)
-	var frontend *string
-	var pattern *bool
-	if cmd == "acl" {
-		frontend = fs.String("frontend-user", "dashboard", "acl: broker user of the frontends (empty: none)")
-		pattern = fs.Bool("pattern", false, "acl: write the device rules as patterns for every device (user name = device id)")
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if cmd == "acl" {
-		if fs.NArg() > 0 {
-			fmt.Fprintf(stderr, "picockpit-client acl: unexpected argument %q\n", fs.Arg(0))
+	name, args := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 0 {
+			if sub := lookup(args[0]); sub != nil {
+				fmt.Fprint(c.stdout, sub.helpText())
+				return 0
+			}
+			fmt.Fprintf(c.stderr, "picockpit-client: unknown command %q\n\n%s", args[0], c.overview())
 			return 2
 		}
-		opts.Environ, opts.Sets, opts.Kinds = os.Environ(), sets, kinds.All()
-		return acl(opts, *frontend, *pattern, stdout, stderr)
+		fmt.Fprint(c.stdout, c.overview())
+		return 0
+	case "--version", "-version":
+		name = versionCmd.name
 	}
-	if cmd == "run-command" {
-		opts.Version, opts.Environ, opts.Sets, opts.Kinds = version, os.Environ(), sets, kinds.All()
-		return runCommand(opts, fs.Args(), stdout, stderr)
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "picockpit-client %s: unexpected argument %q\n", cmd, fs.Arg(0))
+	sub := lookup(name)
+	if sub == nil {
+		fmt.Fprintf(c.stderr, "picockpit-client: unknown command %q\n\n%s", name, c.overview())
 		return 2
 	}
-	opts.Version = version
-	opts.Environ = os.Environ()
-	opts.Sets = sets
-	opts.Kinds = kinds.All()
-	if cmd == "check" {
-		return check(opts, stdout, stderr)
+	fs := flag.NewFlagSet("picockpit-client "+sub.name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() {} // errors say where to find help; --help prints it
+	var run func(*cli, []string) int
+	if sub.flags != nil {
+		run = sub.flags(fs)
 	}
-	return run(opts, level, stderr)
-}
-
-func newFlags(out io.Writer, opts *agent.Options, level *string, sets *stringList) *flag.FlagSet {
-	fs := flag.NewFlagSet("picockpit-client", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.StringVar(&opts.ConfigDir, "config-dir", "/etc/picockpit-client", "directory with picockpit-client.config.json and apps/")
-	fs.StringVar(&opts.StateDir, "state-dir", "/var/lib/picockpit-client", "directory for the MQTT session state")
-	fs.StringVar(level, "log-level", "", "override log.level (debug, info, warn, error)")
-	fs.Var(sets, "set", "override a config key, key=value (repeatable), e.g. --set broker.url=mqtts://broker:8883")
-	return fs
-}
-
-func check(opts agent.Options, stdout, stderr io.Writer) int {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	res, err := agent.Load(opts, log)
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(c.stdout, sub.helpText())
+		return 0
+	}
 	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
-	}
-	for _, p := range res.Problems {
-		fmt.Fprintln(stderr, "error:", p.Error())
-	}
-	if len(res.Problems) > 0 {
-		fmt.Fprintf(stderr, "%d problem(s) found\n", len(res.Problems))
-		return 1
-	}
-	where := res.Config.File
-	if where == "" {
-		where = "built-in defaults (no " + agent.ConfigFileName + ")"
-	}
-	fmt.Fprintf(stdout, "ok: config %s, device %s, topic root %s/%s, modules: %d\n", where, res.Device.ID,
-		res.Config.Topics.Prefix, res.Device.ID, len(res.Modules))
-	return 0
-}
-
-func run(opts agent.Options, level string, stderr io.Writer) int {
-	lv := new(slog.LevelVar)
-	hopts := &slog.HandlerOptions{Level: lv}
-	if os.Getenv("JOURNAL_STREAM") != "" {
-		// journald stamps every line itself.
-		hopts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	log := slog.New(slog.NewTextHandler(stderr, hopts))
-	opts.Log = log
-
-	reload := make(chan struct{}, 1)
-	opts.Reload = reload
-	a, res, err := agent.New(opts)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
-	if level == "" {
-		level = res.Config.Log.Level
-	}
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		log.Error("bad --log-level", "err", err)
+		fmt.Fprintf(c.stderr, "usage: %s\n(picockpit-client %s --help for more)\n", sub.usageLine(), sub.name)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	if err := a.Run(ctx, res.Modules, res.Problems); err != nil && !errors.Is(err, context.Canceled) {
-		log.Error("stopped with error", "err", err)
-		return 1
-	}
-	return 0
+	c.sub = sub
+	return run(c, pos)
 }
 
-func runCommand(opts agent.Options, args []string, stdout, stderr io.Writer) int {
-	if len(args) < 2 {
-		fmt.Fprintln(stderr, "usage: picockpit-client run-command [flags] MODULE COMMAND [name=value ...]")
-		return 2
-	}
-	params := map[string]string{}
-	for _, a := range args[2:] {
-		k, v, ok := strings.Cut(a, "=")
-		if !ok {
-			fmt.Fprintf(stderr, "error: parameter %q: want name=value\n", a)
-			return 2
-		}
-		params[k] = v
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg, dev, ok := configAndDevice(opts, stderr)
-	if !ok {
-		return 1
-	}
-	files, probs := agent.ModuleFiles(opts.ConfigDir, "picontrol")
-	for _, p := range probs {
-		fmt.Fprintln(stderr, "error:", p.Error())
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	code, err := picontrol.RunLocal(ctx, agent.ModuleEnv(opts, cfg, dev, log), cfg.Sections["picontrol"], cfg.File, files,
-		args[0], args[1], params, stdout, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		if code <= 0 {
-			code = 1 // nothing ran, or it failed without an exit status
+func lookup(name string) *subcommand {
+	for _, s := range subcommands {
+		if s.name == name {
+			return s
 		}
 	}
-	return code
+	return nil
 }
 
-// configAndDevice loads the config and the device identity, printing any
-// error; ok is false then.
-func configAndDevice(opts agent.Options, stderr io.Writer) (cfg agent.Config, dev contract.Device, ok bool) {
-	cfg, err := agent.LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, agent.SectionKeys(opts.Kinds))
-	if err == nil {
-		dev, err = agent.ReadDevice(cfg.Host.Root, cfg.Device.ID)
+// parseInterspersed parses fs's flags anywhere among args ("run-command
+// system reboot --yes") and returns the positional arguments in order;
+// everything after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// flag stops at the first non-flag, or after "--" (which it drops).
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return cfg, dev, false
-	}
-	return cfg, dev, true
 }
 
-func acl(opts agent.Options, frontend string, pattern bool, stdout, stderr io.Writer) int {
-	cfg, dev, ok := configAndDevice(opts, stderr)
-	if !ok {
-		return 1
+func (c *cli) overview() string {
+	var b strings.Builder
+	b.WriteString("usage: picockpit-client <command> [flags] [arguments]\n\ncommands:\n")
+	for _, s := range subcommands {
+		fmt.Fprintf(&b, "  %-12s %s\n", s.name, s.summary)
 	}
-	user := cfg.Broker.Username
-	if user == "" {
-		user = dev.ID
+	b.WriteString("\npicockpit-client <command> --help shows a command's arguments and flags.\n")
+	return b.String()
+}
+
+func (s *subcommand) helpText() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: %s\n\n%s\n", s.usageLine(), s.summary)
+	if s.help != "" {
+		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(s.help))
 	}
-	fmt.Fprint(stdout, contract.MosquittoACL(cfg.Topics.Prefix, dev.ID, user, frontend, pattern))
-	return 0
+	if s.flags == nil {
+		return b.String()
+	}
+	fs := flag.NewFlagSet(s.name, flag.ContinueOnError)
+	s.flags(fs)
+	first := true
+	fs.VisitAll(func(f *flag.Flag) {
+		if first {
+			b.WriteString("\nflags:\n")
+			first = false
+		}
+		kind, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(&b, "  --%s", f.Name)
+		if kind != "" {
+			fmt.Fprintf(&b, " %s", kind)
+		}
+		fmt.Fprintf(&b, "\n      %s", strings.ReplaceAll(usage, "\n", "\n      "))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+			fmt.Fprintf(&b, " (default %s)", f.DefValue)
+		}
+		b.WriteString("\n")
+	})
+	return b.String()
 }

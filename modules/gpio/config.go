@@ -2,7 +2,6 @@ package gpio
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -32,6 +31,16 @@ type Config struct {
 	// BCM number is used as offset when no line carries the name.
 	Chip string      `json:"chip,omitempty"`
 	Pins []PinConfig `json:"pins,omitempty"`
+	// FakeJumpers join pins of the fake backend as a jumper wire on a
+	// breadboard would: the input pin To reads the level the output pin From
+	// drives (make demo). Only with backend "fake".
+	FakeJumpers []Jumper `json:"fake_jumpers,omitempty"`
+}
+
+// Jumper joins the output pin From to the input pin To (BCM numbers).
+type Jumper struct {
+	From int `json:"from"`
+	To   int `json:"to"`
 }
 
 // FileConfig is one module file apps/com.picockpit/gpio/modules/*.json.
@@ -98,16 +107,9 @@ type Duration time.Duration
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New(`expected a duration string such as "30s" or "20ms"`)
-	}
-	v, err := time.ParseDuration(s)
+	v, err := modules.DurationJSON(b)
 	if err != nil {
-		return fmt.Errorf("bad duration %q: %w", s, err)
-	}
-	if v < 0 {
-		return fmt.Errorf("negative duration %q", s)
+		return err
 	}
 	*d = Duration(v)
 	return nil
@@ -157,25 +159,29 @@ func normMode(m string) (string, bool) {
 	return "", false
 }
 
-func bit(field string, v int) error {
+func bit(v int) error {
 	if v != 0 && v != 1 {
-		return &modules.FieldError{Field: field, Err: fmt.Errorf("value %d is not 0 or 1", v)}
+		return fmt.Errorf("value %d is not 0 or 1", v)
 	}
 	return nil
 }
 
-// validatePin checks one pin config and turns it into a pinSpec.
+// validatePin checks one pin config and turns it into a pinSpec. The error
+// is a modules.FieldErrors: the problems of bcm, mode, modes and pull are
+// all reported; the checks that depend on them stop at the first.
 func validatePin(c PinConfig) (*pinSpec, error) {
+	var errs modules.FieldErrors
 	fe := func(field string, format string, a ...any) error {
-		return &modules.FieldError{Field: field, Err: fmt.Errorf(format, a...)}
+		errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf(format, a...)})
+		return errs
 	}
+	bcm := 0
 	if c.BCM == nil {
-		return nil, fe("bcm", "missing: the pin's BCM number is required")
+		fe("bcm", "missing: the pin's BCM number is required")
+	} else if bcm = *c.BCM; bcm < 0 || bcm > MaxBCM {
+		fe("bcm", "%d is outside 0..%d", bcm, MaxBCM)
 	}
-	if *c.BCM < 0 || *c.BCM > MaxBCM {
-		return nil, fe("bcm", "%d is outside 0..%d", *c.BCM, MaxBCM)
-	}
-	p := &pinSpec{bcm: *c.BCM, id: strconv.Itoa(*c.BCM), name: c.Name, line: c.Line,
+	p := &pinSpec{bcm: bcm, id: strconv.Itoa(bcm), name: c.Name, line: c.Line,
 		activeLow: c.ActiveLow, debounce: time.Duration(c.Debounce), initial: c.Initial}
 	if p.name == "" {
 		p.name = "GPIO" + p.id
@@ -186,9 +192,10 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 	var ok bool
 	if p.mode, ok = normMode(c.Mode); !ok {
 		if c.Mode == "" {
-			return nil, fe("mode", "missing: one of input, output, pwm")
+			fe("mode", "missing: one of input, output, pwm")
+		} else {
+			fe("mode", "%q is not one of input, output, pwm", c.Mode)
 		}
-		return nil, fe("mode", "%q is not one of input, output, pwm", c.Mode)
 	}
 	p.modes = []string{p.mode}
 	if len(c.Modes) > 0 {
@@ -196,14 +203,15 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 		for i, m := range c.Modes {
 			n, ok := normMode(m)
 			if !ok {
-				return nil, fe(fmt.Sprintf("modes[%d]", i), "%q is not one of input, output, pwm", m)
+				fe(fmt.Sprintf("modes[%d]", i), "%q is not one of input, output, pwm", m)
+				continue
 			}
 			if !slices.Contains(p.modes, n) {
 				p.modes = append(p.modes, n)
 			}
 		}
-		if !slices.Contains(p.modes, p.mode) {
-			return nil, fe("modes", "does not contain the start mode %q", c.Mode)
+		if p.mode != "" && !slices.Contains(p.modes, p.mode) {
+			fe("modes", "does not contain the start mode %q", c.Mode)
 		}
 	}
 	switch c.Pull {
@@ -214,7 +222,10 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 	case "down":
 		p.pull = PullDown
 	default:
-		return nil, fe("pull", "%q is not one of up, down, none", c.Pull)
+		fe("pull", "%q is not one of up, down, none", c.Pull)
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	if p.debounce > 0 && !slices.Contains(p.modes, contract.GPIOModeIn) {
 		return nil, fe("debounce", "only inputs are debounced")
@@ -223,8 +234,8 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 		return nil, fe("debounce", "%s is longer than 10s", p.debounce)
 	}
 	if c.Initial != nil {
-		if err := bit("initial", *c.Initial); err != nil {
-			return nil, err
+		if err := bit(*c.Initial); err != nil {
+			return nil, fe("initial", "%w", err)
 		}
 		if p.mode == contract.GPIOModeIn {
 			return nil, fe("initial", "an input has no initial value")
@@ -238,8 +249,8 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 		if c.Failsafe.Value == nil {
 			return nil, fe("failsafe.value", "missing: 0 or 1")
 		}
-		if err := bit("failsafe.value", *c.Failsafe.Value); err != nil {
-			return nil, err
+		if err := bit(*c.Failsafe.Value); err != nil {
+			return nil, fe("failsafe.value", "%w", err)
 		}
 		if c.Failsafe.After <= 0 {
 			return nil, fe("failsafe.after", `missing: how long the link may be down, e.g. "30s"`)
@@ -293,16 +304,17 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 func decodeFile(path string, data []byte, section bool, seen map[int]string) (*Config, []*pinSpec, error) {
 	// Pins are decoded one by one so that an error names its pin.
 	var raw struct {
-		Backend string            `json:"backend,omitempty"`
-		Chip    string            `json:"chip,omitempty"`
-		Pins    []json.RawMessage `json:"pins"`
+		Backend     string            `json:"backend,omitempty"`
+		Chip        string            `json:"chip,omitempty"`
+		Pins        []json.RawMessage `json:"pins"`
+		FakeJumpers []Jumper          `json:"fake_jumpers,omitempty"`
 	}
 	var cfg Config
 	if section {
 		if err := modules.DecodeStrict(data, &raw); err != nil {
 			return nil, nil, err
 		}
-		cfg.Backend, cfg.Chip = raw.Backend, raw.Chip
+		cfg.Backend, cfg.Chip, cfg.FakeJumpers = raw.Backend, raw.Chip, raw.FakeJumpers
 	} else {
 		var fc struct {
 			Pins []json.RawMessage `json:"pins"`
@@ -312,43 +324,65 @@ func decodeFile(path string, data []byte, section bool, seen map[int]string) (*C
 		}
 		raw.Pins = fc.Pins
 	}
+	// Every pin's problems are collected (as modules.FieldErrors); the file
+	// loads only when there are none.
+	var errs modules.FieldErrors
+	addAll := func(prefix string, err error) {
+		for _, p := range modules.ProblemsFor("", prefix, err) {
+			errs = append(errs, &modules.FieldError{Field: p.Field, Err: p.Err})
+		}
+	}
+	undecoded := map[int]bool{}
 	for i, rp := range raw.Pins {
 		var pc PinConfig
 		if err := modules.DecodeStrict(rp, &pc); err != nil {
-			var fe *modules.FieldError
-			if errors.As(err, &fe) {
-				return nil, nil, &modules.FieldError{Field: fmt.Sprintf("pins[%d].%s", i, fe.Field), Err: fe.Err}
-			}
-			return nil, nil, &modules.FieldError{Field: fmt.Sprintf("pins[%d]", i), Err: err}
+			addAll(fmt.Sprintf("pins[%d]", i), err)
+			undecoded[i] = true
 		}
 		cfg.Pins = append(cfg.Pins, pc)
 	}
 	switch cfg.Backend {
 	case "", BackendGpiocdev, BackendFake:
 	default:
-		return nil, nil, &modules.FieldError{Field: "backend", Err: fmt.Errorf("%q is not one of gpiocdev, fake", cfg.Backend)}
+		errs = append(errs, &modules.FieldError{Field: "backend", Err: fmt.Errorf("%q is not one of gpiocdev, fake", cfg.Backend)})
+	}
+	for i, j := range cfg.FakeJumpers {
+		field := fmt.Sprintf("fake_jumpers[%d]", i)
+		switch {
+		case cfg.Backend != BackendFake:
+			errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf("jumpers join pins of the fake backend only (backend %q)", BackendFake)})
+		case j.From < 0 || j.From > MaxBCM || j.To < 0 || j.To > MaxBCM:
+			errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf("from and to are BCM numbers 0..%d", MaxBCM)})
+		case j.From == j.To:
+			errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf("from and to are the same pin %d", j.From)})
+		}
 	}
 	var pins []*pinSpec
 	mine := map[int]bool{}
 	for i, pc := range cfg.Pins {
 		prefix := fmt.Sprintf("pins[%d]", i)
+		if undecoded[i] {
+			continue // reported above
+		}
 		p, err := validatePin(pc)
 		if err != nil {
-			var fe *modules.FieldError
-			if errors.As(err, &fe) {
-				return nil, nil, &modules.FieldError{Field: prefix + "." + fe.Field, Err: fe.Err}
-			}
-			return nil, nil, &modules.FieldError{Field: prefix, Err: err}
+			addAll(prefix, err)
+			continue
 		}
 		if mine[p.bcm] {
-			return nil, nil, &modules.FieldError{Field: prefix + ".bcm", Err: fmt.Errorf("pin %d is configured twice in this file", p.bcm)}
+			errs = append(errs, &modules.FieldError{Field: prefix + ".bcm", Err: fmt.Errorf("pin %d is configured twice in this file", p.bcm)})
+			continue
 		}
 		if other, ok := seen[p.bcm]; ok {
-			return nil, nil, &modules.FieldError{Field: prefix + ".bcm", Err: fmt.Errorf("pin %d is already configured in %s", p.bcm, filepath.Base(other))}
+			errs = append(errs, &modules.FieldError{Field: prefix + ".bcm", Err: fmt.Errorf("pin %d is already configured in %s", p.bcm, filepath.Base(other))})
+			continue
 		}
 		mine[p.bcm] = true
 		p.file = path
 		pins = append(pins, p)
+	}
+	if len(errs) > 0 {
+		return nil, nil, errs
 	}
 	for _, p := range pins {
 		seen[p.bcm] = path

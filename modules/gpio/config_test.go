@@ -34,6 +34,16 @@ func TestLoadProblems(t *testing.T) {
 			want:    []string{"config.json|gpio.pins[0].colour|unknown field"},
 		},
 		{
+			name:    "jumpers need the fake backend",
+			section: `{"fake_jumpers":[{"from":17,"to":27}],"pins":[{"bcm":17,"mode":"output"}]}`,
+			want:    []string{`config.json|gpio.fake_jumpers[0]|fake backend only`},
+		},
+		{
+			name:    "a jumper joins two pins",
+			section: `{"backend":"fake","fake_jumpers":[{"from":17,"to":17}],"pins":[{"bcm":17,"mode":"output"}]}`,
+			want:    []string{`config.json|gpio.fake_jumpers[0]|the same pin`},
+		},
+		{
 			name:    "bad backend",
 			section: `{"backend":"wiringpi","pins":[{"bcm":17,"mode":"output"}]}`,
 			want:    []string{`config.json|gpio.backend|"wiringpi" is not one of gpiocdev, fake`},
@@ -70,7 +80,7 @@ func TestLoadProblems(t *testing.T) {
 				`{"pins":[{"bcm":3,"mode":"output","failsafe":{"value":1,"after":30}}]}`,
 				`{"pins":[{"bcm":4,"mode":"output","failsafe":{"value":1,"after":"soon"}}]}`,
 			},
-			want: []string{"m0.json|pins[0].failsafe.value|not 0 or 1", "m1.json|pins[0].failsafe.after|missing", "m2.json|pins[0]|duration string", `m3.json|pins[0]|bad duration "soon"`},
+			want: []string{"m0.json|pins[0].failsafe.value|not 0 or 1", "m1.json|pins[0].failsafe.after|missing", "m2.json|pins[0].failsafe.after|got the number 30 (write \"30s\"", `m3.json|pins[0].failsafe.after|"soon" is not a duration`},
 		},
 		{
 			name: "pwm limits",

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -52,29 +51,17 @@ var (
 	wholeHolderRE = regexp.MustCompile(`^` + placeholderPattern + `$`)
 )
 
-// Duration is a JSON duration: a Go duration string ("90s", "15m") or a
-// number of seconds.
+// Duration is a JSON duration in the config's one syntax, a Go duration
+// string ("90s", "15m"; modules.ParseDuration).
 type Duration time.Duration
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("duration %q: want e.g. \"90s\" or \"15m\"", s)
-		}
-		*d = Duration(v)
-		return nil
+	v, err := modules.DurationJSON(b)
+	if err != nil {
+		return err
 	}
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("duration %s: want a string like \"90s\" or a number of seconds", b)
-	}
-	if math.IsNaN(f) || f > float64(MaxTimeout/time.Second) || f < -float64(MaxTimeout/time.Second) {
-		return fmt.Errorf("duration %s seconds is out of range", b)
-	}
-	*d = Duration(f * float64(time.Second))
+	*d = Duration(v)
 	return nil
 }
 
@@ -122,7 +109,7 @@ func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
 	var cj configJSON
 	cj.Config = cfg
 	if err := modules.DecodeStrict(section, &cj); err != nil {
-		return defaultConfig(), []modules.Problem{modules.ProblemFor(file, prefix, err)}
+		return defaultConfig(), modules.ProblemsFor(file, prefix, err)
 	}
 	cfg = cj.Config
 	var probs []modules.Problem
@@ -294,7 +281,7 @@ func (f *fieldErrs) add(field string, format string, a ...any) {
 }
 
 func (f *fieldErrs) addErr(field string, err error) {
-	f.probs = append(f.probs, modules.ProblemFor(f.file, field, err))
+	f.probs = append(f.probs, modules.ProblemsFor(f.file, field, err)...)
 }
 
 // decodeModule decodes and validates one module file. It returns nil and the

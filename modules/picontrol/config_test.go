@@ -36,7 +36,7 @@ func TestDecodeModuleProblems(t *testing.T) {
 		{"bad module id", "", `{"id":"M/1","name":"M","commands":[` + ok + `]}`, "id", "not a valid id"},
 		{"missing name", "", `{"id":"m","commands":[` + ok + `]}`, "name", "must not be empty"},
 		{"unknown command field", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","colour":1}`), "commands[0].colour", "unknown field"},
-		{"type mismatch", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","confirm":"yes"}`), "commands[0].confirm", "expected bool"},
+		{"type mismatch", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","confirm":"yes"}`), "commands[0].confirm", `want true or false, got the string "yes"`},
 		{"second command", "", `{"id":"m","name":"M","commands":[` + ok + `,{"id":"d","name":"D","argv":["/bin/true"],"user":"no-such-user-xyz"}]}`, "commands[1].user", `unknown user "no-such-user-xyz"`},
 		{"unknown default user", `{"default_user":"no-such-user-xyz"}`, oneCommand(`{"id":"c","name":"C","argv":["/bin/true"]}`), "commands[0].user", "picontrol.default_user"},
 		{"duplicate command", "", `{"id":"m","name":"M","commands":[` + ok + `,` + ok + `]}`, "commands[1].id", "duplicate"},
@@ -50,11 +50,12 @@ func TestDecodeModuleProblems(t *testing.T) {
 		{"unterminated quote", "", oneCommand(`{"id":"c","name":"C","command":"/bin/echo 'hi","user":"nobody"}`), "commands[0].command", "unterminated"},
 		{"shell with argv", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"shell":true,"user":"nobody"}`), "commands[0].shell", "needs command"},
 		{"shell placeholder", "", oneCommand(`{"id":"c","name":"C","command":"echo {n}","shell":true,"user":"nobody","parameters":[{"name":"n","type":"integer","env":"N"}]}`), "commands[0].command", "through env"},
-		{"negative timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":"-5s"}`), "commands[0].timeout", "out of range"},
-		{"zero timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":0}`), "commands[0].timeout", "out of range"},
+		{"negative timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":"-5s"}`), "commands[0].timeout", "negative"},
+		{"zero timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":"0s"}`), "commands[0].timeout", "out of range"},
+		{"number timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":30}`), "commands[0].timeout", `got the number 30 (write "30s" for seconds)`},
 		{"huge timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":"48h"}`), "commands[0].timeout", "out of range"},
 		{"garbage timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":"soon"}`), "commands[0].timeout", `"soon"`},
-		{"timeout type", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":true}`), "commands[0].timeout", "number of seconds"},
+		{"timeout type", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":true}`), "commands[0].timeout", "want a duration string"},
 		{"relative workdir", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","workdir":"tmp"}`), "commands[0].workdir", "not an absolute path"},
 		{"bad concurrency", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","concurrency":"maybe"}`), "commands[0].concurrency", "maybe"},
 		{"unknown group", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","group":"no-such-group-xyz"}`), "commands[0].group", "unknown group"},
@@ -120,7 +121,7 @@ func TestDecodeConfigProblems(t *testing.T) {
 			t.Errorf("decodeConfig(%s) = %v, want one problem at %s containing %q", tc.section, probs, tc.field, tc.err)
 		}
 	}
-	cfg, probs := decodeConfig([]byte(`{"default_user":"nobody","max_parallel":2,"default_timeout":90,"kill_grace":"1s"}`), "c.json")
+	cfg, probs := decodeConfig([]byte(`{"default_user":"nobody","max_parallel":2,"default_timeout":"90s","kill_grace":"1s"}`), "c.json")
 	if len(probs) != 0 {
 		t.Fatal(probs)
 	}

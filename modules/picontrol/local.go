@@ -20,8 +20,12 @@ import (
 // it was killed) and an error when the command was refused, could not start,
 // timed out or was cancelled through ctx. Problems of module files other
 // than the one defining module are ignored (logged through env.Log).
+//
+// A command marked "confirm" runs only when confirm (called with the
+// command's name, after its parameters passed their checks) returns nil; a
+// nil confirm refuses such commands.
 func RunLocal(ctx context.Context, env modules.Env, section []byte, sectionFile string, files []modules.File,
-	module, command string, params map[string]string, stdout, stderr io.Writer) (exitCode int, err error) {
+	module, command string, params map[string]string, confirm func(name string) error, stdout, stderr io.Writer) (exitCode int, err error) {
 	m, probs := load(env, section, sectionFile, files)
 	c := m.commands[module+"/"+command]
 	if c == nil {
@@ -40,6 +44,14 @@ func RunLocal(ctx context.Context, env modules.Env, section []byte, sectionFile 
 	vals, err := c.bindStrings(params)
 	if err != nil {
 		return -1, err
+	}
+	if c.Confirm {
+		if confirm == nil {
+			return -1, fmt.Errorf("%s/%s asks for confirmation", module, command)
+		}
+		if err := confirm(c.Name); err != nil {
+			return -1, err
+		}
 	}
 	var mu sync.Mutex
 	r := m.runCommand(ctx, c, vals, func(stream string, chunk []byte) {

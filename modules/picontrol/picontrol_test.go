@@ -673,12 +673,12 @@ func TestRunLocal(t *testing.T) {
 	files := []modules.File{mfile("m.json", streamModule)}
 	var out, errOut bytes.Buffer
 	code, err := RunLocal(context.Background(), testEnv(), nil, "", files, "m", "echo",
-		map[string]string{"text": "a b", "n": "42", "greeting": "hi"}, &out, &errOut)
+		map[string]string{"text": "a b", "n": "42", "greeting": "hi"}, nil, &out, &errOut)
 	if err != nil || code != 0 || out.String() != "a b|42|hi" {
 		t.Errorf("RunLocal = %d, %v, stdout %q", code, err, out.String())
 	}
 	out.Reset()
-	code, err = RunLocal(context.Background(), testEnv(), nil, "", files, "m", "out", nil, &out, &errOut)
+	code, err = RunLocal(context.Background(), testEnv(), nil, "", files, "m", "out", nil, nil, &out, &errOut)
 	if err != nil || code != 3 || out.String() != "out\n" {
 		t.Errorf("RunLocal(out) = %d, %v, stdout %q", code, err, out.String())
 	}
@@ -696,7 +696,7 @@ func TestRunLocal(t *testing.T) {
 		{"m", "x", nil, `unknown command "x"`},
 	} {
 		out.Reset()
-		code, err := RunLocal(context.Background(), testEnv(), nil, "", files, tc.module, tc.command, tc.params, &out, &errOut)
+		code, err := RunLocal(context.Background(), testEnv(), nil, "", files, tc.module, tc.command, tc.params, nil, &out, &errOut)
 		if err == nil || !strings.Contains(err.Error(), tc.err) || code != -1 || out.Len() != 0 {
 			t.Errorf("RunLocal(%s/%s %v) = %d, %v, output %q; want refusal containing %q", tc.module, tc.command, tc.params, code, err, out.String(), tc.err)
 		}

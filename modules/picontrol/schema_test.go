@@ -59,12 +59,18 @@ func TestModuleSchema(t *testing.T) {
 
 func TestConfigSchema(t *testing.T) {
 	sch := agenttest.MustSchema(t, "picontrol-config.schema.json")
-	good := `{"default_user":"pi","max_parallel":4,"max_queue":10,"default_timeout":"2m","kill_grace":3,"output_limit":1024}`
+	good := `{"default_user":"pi","max_parallel":4,"max_queue":10,"default_timeout":"2m","kill_grace":"3s","output_limit":1024}`
 	if err := schemaErr(sch, []byte(good)); err != nil {
 		t.Errorf("good config: %v", err)
 	}
 	if _, probs := decodeConfig([]byte(good), "c.json"); len(probs) > 0 {
 		t.Errorf("the decoder refuses what the schema accepts: %v", probs)
+	}
+	if schemaErr(sch, []byte(`{"kill_grace":3}`)) == nil {
+		t.Error("the schema accepts a bare number as a duration")
+	}
+	if _, probs := decodeConfig([]byte(`{"kill_grace":3}`), "c.json"); len(probs) != 1 {
+		t.Errorf("the decoder accepts a bare number as a duration: %v", probs)
 	}
 	if schemaErr(sch, []byte(`{"max_paralel":4}`)) == nil {
 		t.Error("the schema accepts an unknown field")

@@ -1,6 +1,7 @@
 package pistats
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -19,7 +20,7 @@ type Config struct {
 	// Enabled turns the module off when false (default true).
 	Enabled *bool `json:"enabled,omitempty"`
 	// Interval is a Go duration string, "5s" by default, 1s..1h.
-	Interval string `json:"interval,omitempty"`
+	Interval durationText `json:"interval,omitempty"`
 	// Metrics lists the metric names to read (contract.StatsMetrics); absent
 	// means all.
 	Metrics []string `json:"metrics,omitempty"`
@@ -33,6 +34,20 @@ type Config struct {
 	// ThrottleSource is "auto" (default: firmware get_throttled, else the
 	// rpi_volt hwmon alarm), "firmware" or "hwmon".
 	ThrottleSource string `json:"throttle_source,omitempty"`
+}
+
+// durationText is a duration kept as written; a JSON number is refused
+// with the same message as every other duration of the config.
+type durationText string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *durationText) UnmarshalJSON(b []byte) error {
+	var s string
+	if len(b) == 0 || b[0] != '"' || json.Unmarshal(b, &s) != nil {
+		return modules.DurationTypeError(b)
+	}
+	*d = durationText(s)
+	return nil
 }
 
 // Defaults.
@@ -62,7 +77,7 @@ func defaultSettings() settings {
 func parseConfig(data []byte, file, prefix string) (settings, []modules.Problem) {
 	var c Config
 	if err := modules.DecodeStrict(data, &c); err != nil {
-		return settings{}, []modules.Problem{modules.ProblemFor(file, prefix, err)}
+		return settings{}, modules.ProblemsFor(file, prefix, err)
 	}
 	return c.validate(file, prefix)
 }
@@ -77,10 +92,10 @@ func (c Config) validate(file, prefix string) (settings, []modules.Problem) {
 		set.enabled = *c.Enabled
 	}
 	if c.Interval != "" {
-		d, err := time.ParseDuration(c.Interval)
+		d, err := modules.ParseDuration(string(c.Interval))
 		switch {
 		case err != nil:
-			bad("interval", fmt.Errorf("not a duration like \"5s\" or \"1m\": %q", c.Interval))
+			bad("interval", err)
 		case d < MinInterval || d > MaxInterval:
 			bad("interval", fmt.Errorf("%s is out of range %s..%s", d, MinInterval, MaxInterval))
 		default:

@@ -65,7 +65,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "wrong type", section: `{"interval":5}`,
 			want:  &settings{enabled: true, interval: 5 * time.Second, throttle: ThrottleAuto},
-			probs: []prob{{main, "stats.interval", "expected string"}},
+			probs: []prob{{main, "stats.interval", `want a duration string such as "30s", got the number 5 (write "5s" for seconds)`}},
 		},
 		{
 			name: "every bad entry reported", section: `{"metrics":["cpu","gpu","cpu"],"mounts":["rel"],"interfaces":["a/b"],"throttle_source":"vcgencmd"}`,
