@@ -106,6 +106,9 @@ func Load(opts Options, log *slog.Logger) (LoadResult, error) {
 		return res, err
 	}
 	res.Config = cfg
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
 	dev, err := ReadDevice(cfg.Host.Root, cfg.Device.ID)
 	if err != nil {
 		return res, &ConfigError{Where: "identity", Key: "device.id", Err: err}
@@ -150,9 +153,9 @@ func ModuleFiles(configDir, kind string) ([]modules.File, []modules.Problem) {
 	var files []modules.File
 	var problems []modules.Problem
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, _, err := ReadTrusted(configDir, p) // StrictModes: agent/strictmodes.go
 		if err != nil {
-			problems = append(problems, modules.Problem{File: p, Err: err})
+			problems = append(problems, modules.Problem{File: p, Err: refusal(p, err)})
 			continue
 		}
 		files = append(files, modules.File{Path: p, Data: b})

@@ -15,7 +15,6 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	kjson "github.com/knadh/koanf/parsers/json"
 	"github.com/knadh/koanf/providers/confmap"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 
 	"github.com/picockpit/picockpit-client/agent/contract"
@@ -52,6 +51,9 @@ type Config struct {
 	Sections map[string][]byte `koanf:"-"`
 	// File is the path of the main config file that was read ("" if none).
 	File string `koanf:"-"`
+	// Warnings are problems that do not stop the agent (a main config
+	// readable by others), for the log and check.
+	Warnings []string `koanf:"-"`
 }
 
 // BrokerConfig says how to reach the MQTT 5 broker.
@@ -119,9 +121,14 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 	k := koanf.New(".")
 	path := filepath.Join(dir, ConfigFileName)
 	cfg.Sections = map[string][]byte{}
-	if _, err := os.Stat(path); err == nil {
+	if _, err := os.Lstat(path); err == nil {
+		data, st, err := ReadTrusted(dir, path) // StrictModes: agent/strictmodes.go
+		if err != nil {
+			return cfg, &ConfigError{Where: path, Err: refusal(path, err)}
+		}
+		cfg.Warnings = appendNonEmpty(cfg.Warnings, trustWarning(), configReadableWarning(path, &st))
 		fk := koanf.New("\x00") // no delimiter: keep the file's own nesting
-		if err := fk.Load(file.Provider(path), kjson.Parser()); err != nil {
+		if err := loadJSONBytes(fk, data); err != nil {
 			return cfg, &ConfigError{Where: path, Err: fmt.Errorf("cannot parse: %w", err)}
 		}
 		cfg.File = path
@@ -414,4 +421,21 @@ func (c *Config) Validate() error {
 		return &ConfigError{Where: where, Key: "log.level", Err: fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level)}
 	}
 	return nil
+}
+
+func loadJSONBytes(k *koanf.Koanf, data []byte) error {
+	m, err := kjson.Parser().Unmarshal(data)
+	if err != nil {
+		return err
+	}
+	return k.Load(confmap.Provider(m, "\x00"), nil)
+}
+
+func appendNonEmpty(list []string, items ...string) []string {
+	for _, s := range items {
+		if s != "" {
+			list = append(list, s)
+		}
+	}
+	return list
 }

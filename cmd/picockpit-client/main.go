@@ -118,6 +118,7 @@ func newFlags(out io.Writer, opts *agent.Options, level *string, sets *stringLis
 	fs.StringVar(&opts.ConfigDir, "config-dir", "/etc/picockpit-client", "directory with picockpit-client.config.json and apps/")
 	fs.StringVar(&opts.StateDir, "state-dir", "/var/lib/picockpit-client", "directory for the MQTT session state")
 	fs.StringVar(level, "log-level", "", "override log.level (debug, info, warn, error)")
+	fs.BoolFunc("trust-own-files", "also trust config files of the daemon's own non-root user (test trees; refused as root)", func(string) error { return agent.TrustOwnFiles() })
 	fs.Var(sets, "set", "override a config key, key=value (repeatable), e.g. --set broker.url=mqtts://broker:8883")
 	return fs
 }
@@ -128,6 +129,9 @@ func check(opts agent.Options, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
+	}
+	for _, w := range res.Config.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
 	}
 	for _, p := range res.Problems {
 		fmt.Fprintln(stderr, "error:", p.Error())
