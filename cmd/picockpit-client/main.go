@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/picockpit/picockpit-client/agent"
+	"github.com/picockpit/picockpit-client/agent/cloexec"
 	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/modules/kinds"
 	"github.com/picockpit/picockpit-client/modules/picontrol"
@@ -46,6 +47,10 @@ flags of run and check:
 `
 
 func main() {
+	if err := cloexec.All(); err != nil { // commands inherit no fd but 0, 1, 2
+		fmt.Fprintln(os.Stderr, "picockpit-client:", err)
+		os.Exit(1)
+	}
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
