@@ -132,11 +132,14 @@ func loadModules(opts Options, cfg Config, dev contract.Device, log *slog.Logger
 				filepath.Base(d), strings.Join(KindNames(opts.Kinds), ", "))})
 		}
 	}
+	verifier, probs := trustedKeys(opts.ConfigDir) // signed requests: agent/trustedkeys.go
+	problems = append(problems, probs...)
 	mods := map[string]modules.Module{}
 	for _, k := range opts.Kinds {
 		files, probs := ModuleFiles(opts.ConfigDir, k.Name)
 		problems = append(problems, probs...)
 		env := ModuleEnv(opts, cfg, dev, log) // modules tag their lines with .With("module", ...)
+		env.Signatures = verifier
 		m, probs := k.Load(env, cfg.Sections[k.SectionKey()], cfg.File, files)
 		problems = append(problems, probs...)
 		if m != nil {

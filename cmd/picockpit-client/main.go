@@ -41,6 +41,8 @@ commands:
            run one PiControl command here, through the same checks and
            privilege drop as a request over MQTT; exits with its exit code
   acl      print a least-privilege Mosquitto ACL for this device (and a frontend user)
+  keygen   make an Ed25519 key pair for signed requests (keygen --help)
+  sign     sign a request: a mosquitto_pub line or user properties (sign --help)
   version  print the version
 
 flags of run and check:
@@ -69,6 +71,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "picockpit-client", version)
 		return 0
+	case "keygen", "sign":
+		return keysMain(cmd, args, stdout, stderr) // signed requests: keys.go
 	case "run", "check", "run-command", "acl":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -200,6 +200,8 @@ type commandJSON struct {
 	NoNewPrivileges *bool             `json:"no_new_privileges"`
 	Capabilities    *[]string         `json:"capabilities"`
 	Parameters      []json.RawMessage `json:"parameters"`
+	// RequireSignature: only signed requests run it (signed.go).
+	RequireSignature bool `json:"require_signature"`
 }
 
 type paramJSON struct {
@@ -249,6 +251,7 @@ type command struct {
 	LimitCaps                           bool
 	Caps                                []runas.Capability
 	Params                              []*param
+	RequireSignature                    bool
 
 	mu     sync.Mutex
 	active int           // accepted and not yet finished
@@ -373,7 +376,7 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 	}
 	f := func(name string) string { return field + "." + name }
 	c := &command{ID: cj.ID, Name: cj.Name, Description: cj.Description, Icon: cj.Icon, Confirm: cj.Confirm,
-		Workdir: cj.Workdir, slot: make(chan struct{}, 1)}
+		Workdir: cj.Workdir, slot: make(chan struct{}, 1), RequireSignature: cj.RequireSignature}
 	checkID(fe, f("id"), cj.ID)
 	checkText(fe, f("name"), cj.Name, true)
 	checkText(fe, f("description"), cj.Description, false)
