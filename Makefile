@@ -74,7 +74,7 @@ test-nodered: deps ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard
 	@command -v npm >/dev/null || { echo "npm is needed (apt-get install nodejs npm)"; exit 1; }
 	mkdir -p $(NODE_RED_DIR)
 	cd $(NODE_RED_DIR) && [ -x node_modules/.bin/node-red ] || npm install --no-audit --no-fund --loglevel=error node-red@4.1.8 @flowfuse/node-red-dashboard@1.31.0
-	NODE_RED_DIR=$(NODE_RED_DIR) $(GO) test -tags nodered -run TestNodeRedFlow -count=1 ./modules/kinds/
+	NODE_RED_DIR=$(NODE_RED_DIR) $(GO) test -tags nodered -run 'TestNodeRed' -count=1 ./modules/kinds/
 
 clean: ## remove build output
 	rm -rf bin dist
