@@ -108,7 +108,7 @@ test-nodered: deps ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard
 	mkdir -p $(NODE_RED_DIR)
 	cd $(NODE_RED_DIR) && [ -x node_modules/.bin/node-red ] || npm install --no-audit --no-fund --loglevel=error node-red@4.1.8 @flowfuse/node-red-dashboard@1.31.0
 	@mkdir -p $(TEST_RESULTS)
-	set -o pipefail; NODE_RED_DIR=$(NODE_RED_DIR) $(GO) test -json -tags nodered -run TestNodeRedFlow -count=1 ./modules/kinds/ | \
+	set -o pipefail; NODE_RED_DIR=$(NODE_RED_DIR) $(GO) test -json -tags nodered -run 'TestNodeRed' -count=1 ./modules/kinds/ | \
 		$(SUMMARY) -totals=false -save $(TEST_RESULTS)/nodered.json
 
 clean: ## remove build output
