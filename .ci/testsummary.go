@@ -25,11 +25,13 @@ import (
 )
 
 type event struct {
-	Action  string
-	Package string
-	Test    string
-	Elapsed float64
-	Output  string
+	Action      string
+	Package     string
+	ImportPath  string // build-output: the package being built
+	FailedBuild string // fail: the build that failed
+	Test        string
+	Elapsed     float64
+	Output      string
 }
 
 type test struct {
@@ -63,7 +65,9 @@ func (s *summary) add(line []byte) {
 	}
 	if e.Test == "" {
 		switch e.Action {
-		case "output", "build-output":
+		case "build-output":
+			s.pkgOut[e.ImportPath] = append(s.pkgOut[e.ImportPath], e.Output)
+		case "output":
 			s.pkgOut[e.Package] = append(s.pkgOut[e.Package], e.Output)
 		case "pass", "fail", "skip":
 			s.packageDone(e)
@@ -105,9 +109,10 @@ func (s *summary) packageDone(e event) {
 				fmt.Fprintf(s.out, "--- FAIL: %s\n%s", t.name, strings.Join(t.output, ""))
 			}
 		}
-		if f == 0 || len(s.pkgOut[e.Package]) > 0 {
-			fmt.Fprint(s.out, strings.Join(s.pkgOut[e.Package], ""))
+		if e.FailedBuild != "" {
+			fmt.Fprint(s.out, strings.Join(s.pkgOut[e.FailedBuild], ""))
 		}
+		fmt.Fprint(s.out, strings.Join(s.pkgOut[e.Package], ""))
 	}
 }
 

@@ -107,6 +107,9 @@ func Load(opts Options, log *slog.Logger) (LoadResult, error) {
 	var res LoadResult
 	cfg, cfgErr := LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, SectionKeys(opts.Kinds))
 	res.Config = cfg
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
 	dev, err := ReadDevice(cfg.Host.Root, cfg.Device.ID)
 	if err != nil && cfgErr == nil {
 		return res, &ConfigError{Where: "identity", Key: "device.id", Err: err}
@@ -130,11 +133,14 @@ func loadModules(opts Options, cfg Config, dev contract.Device, log *slog.Logger
 				filepath.Base(d), strings.Join(KindNames(opts.Kinds), ", "))})
 		}
 	}
+	verifier, probs := trustedKeys(opts.ConfigDir) // signed requests: agent/trustedkeys.go
+	problems = append(problems, probs...)
 	mods := map[string]modules.Module{}
 	for _, k := range opts.Kinds {
 		files, probs := ModuleFiles(opts.ConfigDir, k.Name)
 		problems = append(problems, probs...)
 		env := ModuleEnv(opts, cfg, dev, log) // modules tag their lines with .With("module", ...)
+		env.Signatures = verifier
 		m, probs := k.Load(env, cfg.Sections[k.SectionKey()], cfg.File, files)
 		problems = append(problems, probs...)
 		if m != nil {
@@ -151,9 +157,9 @@ func ModuleFiles(configDir, kind string) ([]modules.File, []modules.Problem) {
 	var files []modules.File
 	var problems []modules.Problem
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, _, err := ReadTrusted(configDir, p) // StrictModes: agent/strictmodes.go
 		if err != nil {
-			problems = append(problems, modules.Problem{File: p, Err: err})
+			problems = append(problems, modules.Problem{File: p, Err: refusal(p, err)})
 			continue
 		}
 		files = append(files, modules.File{Path: p, Data: b})

@@ -52,6 +52,9 @@ type Config struct {
 	Sections map[string][]byte `koanf:"-"`
 	// File is the path of the main config file that was read ("" if none).
 	File string `koanf:"-"`
+	// Warnings are problems that do not stop the agent (a main config
+	// readable by others), for the log and check.
+	Warnings []string `koanf:"-"`
 
 	// origin says where each key set away from its default came from: the
 	// file's path, "environment variable NAME" or "--set key".
@@ -160,7 +163,12 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 		}
 		return cfg, ConfigErrors{{Where: dir, Err: err}}
 	}
-	if data, err := os.ReadFile(path); err == nil {
+	if _, err := os.Lstat(path); err == nil {
+		data, st, err := ReadTrusted(dir, path) // StrictModes: agent/strictmodes.go
+		if err != nil {
+			return cfg, ConfigErrors{{Where: path, Err: refusal(path, err)}}
+		}
+		cfg.Warnings = appendNonEmpty(cfg.Warnings, trustWarning(), configReadableWarning(path, &st))
 		cfg.File = path
 		var doc map[string]json.RawMessage
 		if err := modules.DecodeStrict(data, &doc); err != nil {
@@ -536,4 +544,13 @@ func (c *Config) validate() ConfigErrors {
 		bad("log.level", fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level))
 	}
 	return errs
+}
+
+func appendNonEmpty(list []string, items ...string) []string {
+	for _, s := range items {
+		if s != "" {
+			list = append(list, s)
+		}
+	}
+	return list
 }

@@ -688,6 +688,7 @@ func (s *Session) onPublish(pr paho.PublishReceived) (bool, error) {
 	if p.Properties != nil {
 		req.CorrelationData = p.Properties.CorrelationData
 		req.Requester = p.Properties.User.Get(contract.UserPropertyRequester)
+		req.UserProperties = userProperties(p.Properties.User)
 		if p.Properties.MessageExpiry != nil {
 			req.Expires = req.Received.Add(time.Duration(*p.Properties.MessageExpiry) * time.Second)
 		}

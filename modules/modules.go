@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/picockpit/picockpit-client/agent/contract"
+	"github.com/picockpit/picockpit-client/modules/signature"
 )
 
 // Request is one message received on a topic a module subscribed to.
@@ -32,6 +33,9 @@ type Request struct {
 	Received time.Time
 	// Expires is when the message's MQTT 5 Message Expiry passes; zero if none.
 	Expires time.Time
+	// UserProperties are the message's MQTT 5 user properties, in order
+	// (signed requests carry their signature there: package signature).
+	UserProperties []signature.Property
 }
 
 // Expired reports whether the request's Message Expiry has passed at now.
@@ -107,6 +111,9 @@ type Env struct {
 	// Root is the device's topic root (for integrations that must publish
 	// full topics in their payloads, such as Home Assistant discovery).
 	Root contract.Root
+	// Signatures verifies signed requests with the keys of
+	// <config-dir>/trusted-keys.d; nil when none are trusted.
+	Signatures *signature.Verifier
 }
 
 // File is one module file as read from disk.

@@ -61,6 +61,11 @@ func WriteConfig(t testing.TB, o *Options) (dir string, root contract.Root) {
 		o.Prefix = "picockpit"
 	}
 	dir = t.TempDir()
+	if os.Geteuid() != 0 {
+		if err := agent.TrustOwnFiles(); err != nil { // the test tree is ours, not root's
+			t.Fatal(err)
+		}
+	}
 	cfg := map[string]any{
 		"broker": map[string]any{"url": strings.Split(o.BrokerURL, ","), "reconnect_max": "2s"},
 		"device": map[string]any{"id": o.DeviceID},
@@ -284,6 +289,9 @@ func StartProcess(t testing.TB, o Options) *Process {
 	dir, root := WriteConfig(t, &o)
 	p := &Process{Root: root, ConfigDir: dir, StateDir: t.TempDir(), Logs: &Buffer{}, done: make(chan struct{})}
 	p.Cmd = exec.Command(bin, "run", "--config-dir", dir, "--state-dir", p.StateDir)
+	if os.Geteuid() != 0 {
+		p.Cmd.Args = append(p.Cmd.Args, "--trust-own-files") // the test tree is ours, not root's
+	}
 	p.Cmd.Env = append(os.Environ(), o.Env...)
 	if selfExec {
 		p.Cmd.Env = append(p.Cmd.Env, execEnv+"=1")

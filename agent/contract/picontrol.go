@@ -79,6 +79,9 @@ type PiControlCommand struct {
 	// Topic is the relative request topic, picontrol/run/{module}/{command}.
 	Topic      string               `json:"topic"`
 	Parameters []PiControlParameter `json:"parameters"`
+	// RequireSignature: only requests signed by a trusted key run it
+	// (user properties sig-key, sig-time, sig-nonce, sig; docs/security.md).
+	RequireSignature bool `json:"require_signature,omitempty"`
 }
 
 // PiControlParameter describes one typed parameter a request may carry.

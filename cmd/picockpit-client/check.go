@@ -41,6 +41,9 @@ func check(opts agent.Options, stdout, stderr io.Writer) int {
 			problems++
 		}
 	}
+	for _, w := range res.Config.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
 	where := res.Config.File
 	if where == "" {
 		where = "none (built-in defaults; no " + agent.ConfigFileName + " in " + opts.ConfigDir + ")"

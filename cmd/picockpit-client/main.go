@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/picockpit/picockpit-client/agent/cloexec"
 	"io"
 	"os"
 	"runtime"
@@ -29,6 +30,8 @@ var subcommands = []*subcommand{
 	runCommandCmd,
 	aclCmd,
 	doctorCmd,
+	keygenCmd,
+	signCmd,
 	versionCmd,
 }
 
@@ -46,6 +49,9 @@ type subcommand struct {
 	// function that runs it with the positional arguments once they are
 	// parsed. Flags may come before, between or after the arguments.
 	flags func(fs *flag.FlagSet) func(c *cli, args []string) int
+	// raw, instead of flags, runs a subcommand that parses its own
+	// arguments (keygen, sign).
+	raw func(c *cli, args []string) int
 }
 
 // cli is the outside world as a subcommand sees it.
@@ -82,6 +88,10 @@ func (s *subcommand) usageLine() string {
 }
 
 func main() {
+	if err := cloexec.All(); err != nil { // commands inherit no fd but 0, 1, 2
+		fmt.Fprintln(os.Stderr, "picockpit-client:", err)
+		os.Exit(1)
+	}
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -114,6 +124,10 @@ func (c *cli) main(args []string) int {
 	if sub == nil {
 		fmt.Fprintf(c.stderr, "picockpit-client: unknown command %q\n\n%s", name, c.overview())
 		return 2
+	}
+	c.sub = sub
+	if sub.raw != nil {
+		return sub.raw(c, args)
 	}
 	fs := flag.NewFlagSet("picockpit-client "+sub.name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)

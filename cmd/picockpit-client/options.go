@@ -28,6 +28,7 @@ func newConfigFlags(fs *flag.FlagSet, withState bool) *configFlags {
 	if withState {
 		fs.StringVar(&cf.opts.StateDir, "state-dir", "/var/lib/picockpit-client", "`DIR` for the agent's state (MQTT session)")
 	}
+	fs.BoolFunc("trust-own-files", "also trust config files of the daemon's own non-root user (test trees; refused as root)", func(string) error { return agent.TrustOwnFiles() })
 	fs.Var(&cf.sets, "set", "override a config `key=value` (repeatable), e.g. --set broker.url=mqtts://broker:8883;\n"+
 		"secrets (broker.password) are refused: use broker.password_file or PICOCKPIT_BROKER_PASSWORD")
 	return cf

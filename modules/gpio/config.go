@@ -72,6 +72,8 @@ type PinConfig struct {
 	Initial  *int            `json:"initial,omitempty"`
 	Failsafe *FailsafeConfig `json:"failsafe,omitempty"`
 	PWM      *PWMConfig      `json:"pwm,omitempty"`
+	// RequireSignature: only signed set requests change the pin (signed.go).
+	RequireSignature bool `json:"require_signature,omitempty"`
 }
 
 // FailsafeConfig is applied when the broker connection is down longer than
@@ -136,6 +138,8 @@ type pinSpec struct {
 	pwm       pwmSpec // defaults, valid when modes include pwm
 	hw        *HardwarePWM
 	file      string // where it was configured
+	// requireSig: set requests must be signed (signed.go).
+	requireSig bool
 }
 
 type failsafeSpec struct {
@@ -182,7 +186,7 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 		fe("bcm", "%d is outside 0..%d", bcm, MaxBCM)
 	}
 	p := &pinSpec{bcm: bcm, id: strconv.Itoa(bcm), name: c.Name, line: c.Line,
-		activeLow: c.ActiveLow, debounce: time.Duration(c.Debounce), initial: c.Initial}
+		activeLow: c.ActiveLow, debounce: time.Duration(c.Debounce), initial: c.Initial, requireSig: c.RequireSignature}
 	if p.name == "" {
 		p.name = "GPIO" + p.id
 	}

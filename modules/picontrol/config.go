@@ -187,6 +187,8 @@ type commandJSON struct {
 	NoNewPrivileges *bool             `json:"no_new_privileges"`
 	Capabilities    *[]string         `json:"capabilities"`
 	Parameters      []json.RawMessage `json:"parameters"`
+	// RequireSignature: only signed requests run it (signed.go).
+	RequireSignature bool `json:"require_signature"`
 }
 
 type paramJSON struct {
@@ -201,6 +203,10 @@ type paramJSON struct {
 	Min         *int64          `json:"min"`
 	Max         *int64          `json:"max"`
 	Env         string          `json:"env"`
+	// TrustEnv lifts the PICONTROL_ prefix rule for Env (paramsafety.go).
+	TrustEnv bool `json:"trust_env"`
+	// AllowLeadingDash lets a value start with "-" (paramsafety.go).
+	AllowLeadingDash bool `json:"allow_leading_dash"`
 }
 
 // module is one validated module file.
@@ -232,6 +238,7 @@ type command struct {
 	LimitCaps                           bool
 	Caps                                []runas.Capability
 	Params                              []*param
+	RequireSignature                    bool
 
 	mu     sync.Mutex
 	active int           // accepted and not yet finished
@@ -250,6 +257,7 @@ type param struct {
 	MaxLength               int
 	Min, Max                *int64
 	Env                     string
+	AllowLeadingDash        bool
 }
 
 // reservedParamEnv are environment names a parameter may not set: the base
@@ -355,7 +363,7 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 	}
 	f := func(name string) string { return field + "." + name }
 	c := &command{ID: cj.ID, Name: cj.Name, Description: cj.Description, Icon: cj.Icon, Confirm: cj.Confirm,
-		Workdir: cj.Workdir, slot: make(chan struct{}, 1)}
+		Workdir: cj.Workdir, slot: make(chan struct{}, 1), RequireSignature: cj.RequireSignature}
 	checkID(fe, f("id"), cj.ID)
 	checkText(fe, f("name"), cj.Name, true)
 	checkText(fe, f("description"), cj.Description, false)
@@ -572,7 +580,7 @@ func decodeParam(fe *fieldErrs, field string, raw json.RawMessage) *param {
 	}
 	f := func(name string) string { return field + "." + name }
 	p := &param{Name: pj.Name, Type: pj.Type, Description: pj.Description, Required: pj.Required,
-		Enum: pj.Enum, Min: pj.Min, Max: pj.Max, Env: pj.Env}
+		Enum: pj.Enum, Min: pj.Min, Max: pj.Max, Env: pj.Env, AllowLeadingDash: pj.AllowLeadingDash}
 	if !paramNameRE.MatchString(pj.Name) {
 		fe.add(f("name"), "%q is not a valid parameter name (%s)", pj.Name, paramNamePattern)
 	}
@@ -581,9 +589,13 @@ func decodeParam(fe *fieldErrs, field string, raw json.RawMessage) *param {
 		switch {
 		case !envNameRE.MatchString(pj.Env):
 			fe.add(f("env"), "%q is not a valid environment variable name", pj.Env)
-		case reservedEnv(pj.Env):
-			fe.add(f("env"), "%s may not be set from a parameter", pj.Env)
+		default:
+			if err := checkParamEnv(pj.Env, pj.TrustEnv); err != nil {
+				fe.add(f("env"), "%w", err)
+			}
 		}
+	} else if pj.TrustEnv {
+		fe.add(f("trust_env"), "only with env")
 	}
 	stringOnly := func(name string, set bool) {
 		if set && pj.Type != contract.PiControlParamString {
@@ -631,6 +643,9 @@ func decodeParam(fe *fieldErrs, field string, raw json.RawMessage) *param {
 	case contract.PiControlParamInteger:
 		if p.Min != nil && p.Max != nil && *p.Min > *p.Max {
 			fe.add(f("min"), "min %d is greater than max %d", *p.Min, *p.Max)
+		}
+		if p.Min != nil && *p.Min < 0 && !p.AllowLeadingDash {
+			fe.add(f("min"), "a negative minimum needs \"allow_leading_dash\": true (a negative value starts with \"-\")")
 		}
 	case contract.PiControlParamBoolean:
 	default:
@@ -725,6 +740,9 @@ func (p *param) fromString(s string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%q is not an integer", truncate(s, 40))
 		}
+		if n < 0 && !p.AllowLeadingDash {
+			return "", fmt.Errorf("%d is negative: %w", n, errLeadingDash)
+		}
 		if p.Min != nil && n < *p.Min {
 			return "", fmt.Errorf("%d is less than the minimum %d", n, *p.Min)
 		}
@@ -760,7 +778,7 @@ func (p *param) checkString(s string) error {
 	if p.re != nil && !p.re.MatchString(s) {
 		return fmt.Errorf("%q does not match the pattern %s", truncate(s, 40), p.Pattern)
 	}
-	return nil
+	return p.checkSafety(s)
 }
 
 // typed returns the canonical value as the JSON type of the parameter.

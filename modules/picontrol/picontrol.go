@@ -21,6 +21,7 @@ import (
 	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/agent/runas"
 	"github.com/picockpit/picockpit-client/modules"
+	"github.com/picockpit/picockpit-client/modules/signature"
 )
 
 // Name is the app name and the main config section of the kind.
@@ -60,6 +61,8 @@ func load(env modules.Env, section []byte, sectionFile string, files []modules.F
 		commands: map[string]*command{},
 		run:      runas.Run,
 		now:      time.Now,
+		root:     env.Root,
+		sigs:     env.Signatures,
 	}
 	files = slices.Clone(files)
 	slices.SortStableFunc(files, func(a, b modules.File) int { return strings.Compare(a.Path, b.Path) })
@@ -96,6 +99,9 @@ type Module struct {
 	// run starts a command; tests replace it to see what reaches exec.
 	run func(context.Context, runas.Spec) (runas.Result, error)
 	now func() time.Time
+	// root and sigs verify signed requests (signed.go).
+	root contract.Root
+	sigs *signature.Verifier
 
 	bus     modules.Bus
 	ctx     context.Context
@@ -148,7 +154,8 @@ func (m *Module) catalogue() contract.PiControlCatalogue {
 			Commands: []contract.PiControlCommand{}}
 		for _, c := range mod.Commands {
 			pc := contract.PiControlCommand{ID: c.ID, Name: c.Name, Description: c.Description, Icon: c.Icon,
-				Confirm: c.Confirm, Topic: contract.PiControlRunTopic(mod.ID, c.ID), Parameters: []contract.PiControlParameter{}}
+				Confirm: c.Confirm, Topic: contract.PiControlRunTopic(mod.ID, c.ID), Parameters: []contract.PiControlParameter{},
+				RequireSignature: c.RequireSignature}
 			for _, p := range c.Params {
 				pc.Parameters = append(pc.Parameters, contract.PiControlParameter{
 					Name: p.Name, Type: p.Type, Description: p.Description, Required: p.Required,
@@ -179,6 +186,8 @@ type exchange struct {
 	user    string
 	mu      sync.Mutex
 	seq     int
+	// signedBy names the key of a signed request, for the audit.
+	signedBy string
 }
 
 func (x *exchange) base(status string) contract.PiControlReply {
@@ -225,6 +234,7 @@ func (x *exchange) reject(param string, err error) {
 	if param != "" {
 		fields["parameter"] = param
 	}
+	signatureFields(fields, err)
 	x.m.bus.Event(contract.Event{TS: x.m.now().UTC(), Kind: contract.EventRejected, Module: Name,
 		Message: fmt.Sprintf("%s/%s rejected: %s", x.module, x.command, r.Error),
 		Topic:   x.req.Topic, Requester: x.req.Requester, Fields: fields})
@@ -254,6 +264,14 @@ func (m *Module) handle(_ context.Context, req *modules.Request) {
 		return
 	}
 	x.user = c.User.Name
+	if c.RequireSignature {
+		key, err := m.verify(req, c)
+		if err != nil {
+			x.reject("", err)
+			return
+		}
+		x.signedBy = key
+	}
 	raw, err := decodePayload(req.Payload)
 	if err != nil {
 		var pe *paramError
@@ -445,6 +463,9 @@ func (m *Module) audit(x *exchange, c *command, r contract.PiControlReply) {
 	}
 	if x.req.Requester != "" {
 		fields["requester"] = x.req.Requester
+	}
+	if x.signedBy != "" {
+		fields["signed_by"] = x.signedBy
 	}
 	m.bus.Event(contract.Event{TS: m.now().UTC(), Kind: contract.EventCommand, Module: Name, Message: msg,
 		Topic: x.req.Topic, Requester: x.req.Requester, Fields: fields})

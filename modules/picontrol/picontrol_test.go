@@ -183,9 +183,9 @@ func final(t testing.TB, rs []contract.PiControlReply) contract.PiControlReply {
 
 const streamModule = `{"id":"m","name":"M","commands":[
  {"id":"out","name":"Out","argv":["/bin/sh","-c","echo out; echo err >&2; exit 3"],"user":"nobody"},
- {"id":"echo","name":"Echo","argv":["/bin/sh","-c","printf '%s|' \"$@\"; printf '%s' \"$GREETING\"","sh","{text}","{n}"],"user":"nobody",
+ {"id":"echo","name":"Echo","argv":["/bin/sh","-c","printf '%s|' \"$@\"; printf '%s' \"$PICONTROL_GREETING\"","sh","{text}","{n}"],"user":"nobody",
   "parameters":[{"name":"text","type":"string","pattern":".*"},{"name":"n","type":"integer","default":7},
-                {"name":"greeting","type":"string","enum":["hi","ho"],"env":"GREETING"}]},
+                {"name":"greeting","type":"string","enum":["hi","ho"],"env":"PICONTROL_GREETING"}]},
  {"id":"group","name":"Group","argv":["/bin/sh","-c","echo $$; sleep 100 & sleep 100"],"user":"nobody","timeout":"1h"}
 ]}`
 
@@ -263,7 +263,7 @@ const paramModule = `{"id":"svc","name":"Services","commands":[
    {"name":"name","type":"string","pattern":"[a-z0-9-]{1,32}","required":true},
    {"name":"mode","type":"string","enum":["fast","slow"]},
    {"name":"n","type":"integer","min":1,"max":10},
-   {"name":"flag","type":"boolean","env":"FLAG"}]},
+   {"name":"flag","type":"boolean","env":"PICONTROL_FLAG"}]},
  {"id":"plain","name":"Plain","argv":["/bin/true"],"user":"nobody"}
 ]}`
 
@@ -332,8 +332,8 @@ func TestValidRequestBuildsArgvAndEnv(t *testing.T) {
 		env     []string
 	}{
 		{`{"name":"web-1"}`, []string{"/bin/echo", "web-1"}, nil},
-		{`{"name":"web-1","mode":"slow","n":10,"flag":false}`, []string{"/bin/echo", "web-1", "slow", "10"}, []string{"FLAG=false"}},
-		{` {"flag":true, "name":"a"} `, []string{"/bin/echo", "a"}, []string{"FLAG=true"}},
+		{`{"name":"web-1","mode":"slow","n":10,"flag":false}`, []string{"/bin/echo", "web-1", "slow", "10"}, []string{"PICONTROL_FLAG=false"}},
+		{` {"flag":true, "name":"a"} `, []string{"/bin/echo", "a"}, []string{"PICONTROL_FLAG=true"}},
 	} {
 		fake := &fakeRun{}
 		h := start(t, "", fake, mfile("svc.json", paramModule))

@@ -152,8 +152,8 @@ var checkKeys = map[string]bool{"category": true, "builtin": true, "options": tr
 var commonKeys = map[string]bool{"id": true, "name": true, "description": true, "icon": true}
 
 // refusedCommandKeys are PiControl command keys that make no sense for a
-// check (nobody fills in parameters or confirms a diagnostic).
-var refusedCommandKeys = []string{"parameters", "confirm", "concurrency"}
+// check (nobody fills in parameters, confirms or signs a diagnostic).
+var refusedCommandKeys = []string{"parameters", "confirm", "concurrency", "require_signature"}
 
 type checkJSON struct {
 	ID          string          `json:"id"`

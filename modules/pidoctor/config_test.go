@@ -53,6 +53,7 @@ func TestCheckProblems(t *testing.T) {
 		{`{"id":"c","name":"C","argv":["/bin/true"],"user":"no-such-user-here"}`, "checks[0].user", "no-such-user-here"},
 		{`{"id":"c","name":"C","argv":["/bin/true"],"timeout":"soon"}`, "checks[0].timeout", "duration"},
 		{`{"id":"c","name":"C","argv":["/bin/true"],"confirm":true}`, "checks[0].confirm", "not supported in a check"},
+		{`{"id":"c","name":"C","argv":["/bin/true"],"require_signature":true}`, "checks[0].require_signature", "not supported in a check"},
 		{`{"id":"c","name":"C","argv":["/bin/true"],"options":{}}`, "checks[0].options", "only for built-in checks"},
 		{`{"id":"c","name":"C","builtin":"vcgencmd"}`, "checks[0].builtin", "not a built-in check"},
 		{`{"id":"c","name":"C","builtin":"throttling","options":{"condition":"hot"}}`, "checks[0].options.condition", "want under_voltage"},
