@@ -7,11 +7,17 @@ VERSION    ?= $(shell . debian/lib.sh && v=$$(changelog_field Version) && echo "
 COMMIT     ?= $(shell . debian/lib.sh && source_commit)
 LDFLAGS    := -s -w -X main.versionOverride=$(VERSION) -X main.commitOverride=$(COMMIT)
 BUILDFLAGS := -trimpath -ldflags "$(LDFLAGS)"
-FUZZTIME   ?= 5s
+# Executions per fuzz target (a count, not a time: a loaded machine must
+# not shrink the run to nothing).
+FUZZTIME   ?= 2000x
 BENCHTIME  ?= 1s
 PKGS       := ./...
+# go test -json of every run of `make test` (and test-nodered) goes here;
+# .ci/testsummary.go prints per-package results and the totals from it.
+TEST_RESULTS ?= bin/test-results
+SUMMARY    := $(GO) run .ci/testsummary.go
 
-.PHONY: help build test test-go fuzz vet lint demo bench cross deb repo test-deb test-nodered deps clean
+.PHONY: help build test test-go fuzz stress vet lint demo bench cross deb repo test-deb test-nodered deps clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -37,21 +43,45 @@ lint: vet ## gofmt check, go vet, staticcheck when installed
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
 
-test: deps vet test-go fuzz ## the test command: vet, go test -race ./..., each fuzz target for FUZZTIME
+test: deps vet ## the test command: vet, go test -race ./..., each fuzz target FUZZTIME executions; ends with "N passed, N failed, N skipped"
+	@rm -rf $(TEST_RESULTS) && mkdir -p $(TEST_RESULTS)
+	@rc=0; $(MAKE) --no-print-directory test-go || rc=1; $(MAKE) --no-print-directory fuzz || rc=1; \
+	$(SUMMARY) -total $(TEST_RESULTS)/*.json || rc=1; exit $$rc
 
 test-go:
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	@mkdir -p $(TEST_RESULTS)
+	set -o pipefail; $(GO) test -race -count=1 -timeout 20m -json $(PKGS) | $(SUMMARY) -totals=false -save $(TEST_RESULTS)/go.json
 
-fuzz: ## run every Fuzz target for FUZZTIME (default 5s) on top of its committed corpus
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+fuzz: ## run every Fuzz target FUZZTIME times (default 2000x) on top of its committed corpus
+	@mkdir -p $(TEST_RESULTS)
+	@set -eo pipefail; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 		for t in $$(grep -h '^func Fuzz' $$f/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
 			echo "fuzz $$f $$t ($(FUZZTIME))"; \
-			$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$f || exit 1; \
+			$(GO) test -json -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$f | \
+				$(SUMMARY) -totals=false -save $(TEST_RESULTS)/fuzz-$$(basename $$f)-$$t.json || exit 1; \
 		done; \
 	done
 
-demo: deps ## run the agent against a throwaway local Mosquitto with fake hardware; Ctrl-C ends it
-	$(GO) run ./cmd/picockpit-demo
+# Packages whose tests start brokers run STRESS_BROKER_RUNS chunks of
+# -count=STRESS_CHUNK; the others -count=STRESS_COUNT at once.
+STRESS_COUNT       ?= 20
+STRESS_CHUNK       ?= 10
+STRESS_BROKER_RUNS ?= 5
+stress: deps ## every package under -race -count=20; packages that start brokers -count=50 in chunks of 10
+	@set -e; for p in $$($(GO) list $(PKGS)); do \
+		if $(GO) list -f '{{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}' $$p | grep -q '/agent/brokertest'; then \
+			for i in $$(seq $(STRESS_BROKER_RUNS)); do \
+				echo "stress $$p: chunk $$i/$(STRESS_BROKER_RUNS), -count=$(STRESS_CHUNK)"; \
+				$(GO) test -race -count=$(STRESS_CHUNK) -timeout 60m $$p; \
+			done; \
+		else \
+			echo "stress $$p: -count=$(STRESS_COUNT)"; \
+			$(GO) test -race -count=$(STRESS_COUNT) -timeout 60m $$p; \
+		fi; \
+	done
+
+demo: deps ## the agent on a throwaway local Mosquitto with fake hardware, in a live view; q ends it (DEMO_FLAGS=-raw: the raw topic tree)
+	$(GO) run ./cmd/picockpit-demo $(DEMO_FLAGS)
 
 bench: deps ## benchmarks (figures go to docs/performance.md)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
@@ -76,7 +106,9 @@ test-nodered: deps ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard
 	@command -v npm >/dev/null || { echo "npm is needed (apt-get install nodejs npm)"; exit 1; }
 	mkdir -p $(NODE_RED_DIR)
 	cd $(NODE_RED_DIR) && [ -x node_modules/.bin/node-red ] || npm install --no-audit --no-fund --loglevel=error node-red@4.1.8 @flowfuse/node-red-dashboard@1.31.0
-	NODE_RED_DIR=$(NODE_RED_DIR) $(GO) test -tags nodered -run TestNodeRedFlow -count=1 ./modules/kinds/
+	@mkdir -p $(TEST_RESULTS)
+	set -o pipefail; NODE_RED_DIR=$(NODE_RED_DIR) $(GO) test -json -tags nodered -run TestNodeRedFlow -count=1 ./modules/kinds/ | \
+		$(SUMMARY) -totals=false -save $(TEST_RESULTS)/nodered.json
 
 clean: ## remove build output
 	rm -rf bin dist

@@ -43,6 +43,8 @@ type Options struct {
 	Log     *slog.Logger
 	// Reload delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
+	// ReadyTimeout replaces the package's ReadyTimeout when positive (tests).
+	ReadyTimeout time.Duration
 }
 
 // Agent is a running daemon.
@@ -216,7 +218,11 @@ func (a *Agent) Run(ctx context.Context, initial map[string]modules.Module, prob
 	a.session.Event(contract.Event{Kind: contract.EventStarted, Message: "agent started", Fields: map[string]any{"version": a.opts.Version}})
 
 	// READY=1 once online, or after a bounded wait so boot is not held up.
-	readyTimer := time.NewTimer(ReadyTimeout)
+	readyAfter := ReadyTimeout
+	if a.opts.ReadyTimeout > 0 {
+		readyAfter = a.opts.ReadyTimeout
+	}
+	readyTimer := time.NewTimer(readyAfter)
 	defer readyTimer.Stop()
 	online := a.session.Online()
 	ready := false

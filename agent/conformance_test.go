@@ -26,6 +26,7 @@ const wait = 10 * time.Second
 // payload its handler waits until released (to fill its queue).
 type echoKind struct {
 	release chan struct{}
+	taken   chan struct{} // if set, receives when a "block" request started
 	queue   int
 }
 
@@ -49,6 +50,9 @@ type echoModule struct{ e *echoKind }
 func (m *echoModule) Start(ctx context.Context, bus modules.Bus) error {
 	return bus.Subscribe("echo/+", m.e.queue, func(ctx context.Context, req *modules.Request) {
 		if string(req.Payload) == "block" {
+			if m.e.taken != nil {
+				m.e.taken <- struct{}{}
+			}
 			select {
 			case <-m.e.release:
 			case <-ctx.Done():
@@ -172,7 +176,7 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 
 func TestRequestRules(t *testing.T) {
 	forEachBroker(t, brokertest.Options{}, func(t *testing.T, b *brokertest.Broker) {
-		ek := &echoKind{release: make(chan struct{}), queue: 1}
+		ek := &echoKind{release: make(chan struct{}), taken: make(chan struct{}, 1), queue: 1}
 		a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{ek.kind()}})
 		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
 		c.Subscribe(a.Topic("reply/#"), a.Topic("events"), "elsewhere/#")
@@ -196,7 +200,11 @@ func TestRequestRules(t *testing.T) {
 		// Full queue: one request blocks the worker, one waits in the queue
 		// (length 1), the next is answered busy at once.
 		c.Publish(a.Topic("echo/1"), []byte("block"), brokertest.PublishOptions{QoS: 1, ResponseTopic: a.Topic("reply/q1"), Correlation: []byte("1")})
-		time.Sleep(200 * time.Millisecond) // let the worker take it
+		select { // the worker took it: the queue is empty again
+		case <-ek.taken:
+		case <-time.After(wait):
+			t.Fatal("the blocking request never reached the handler")
+		}
 		c.Publish(a.Topic("echo/2"), []byte("x"), brokertest.PublishOptions{QoS: 1, ResponseTopic: a.Topic("reply/q2"), Correlation: []byte("2")})
 		c.Publish(a.Topic("echo/3"), []byte("x"), brokertest.PublishOptions{QoS: 1, ResponseTopic: a.Topic("reply/q3"), Correlation: []byte("3")})
 		busy := c.WaitFor(wait, "busy answer", brokertest.Topic(a.Topic("reply/q3")))
@@ -205,7 +213,9 @@ func TestRequestRules(t *testing.T) {
 		}
 		close(ek.release)
 		c.WaitFor(wait, "first answered", brokertest.Topic(a.Topic("reply/q1")))
-		c.WaitFor(wait, "queued one answered", brokertest.Topic(a.Topic("reply/q2")))
+		if q2 := c.WaitFor(wait, "queued one answered", brokertest.Topic(a.Topic("reply/q2"))); !strings.Contains(string(q2.Payload), `"ok"`) {
+			t.Errorf("the queued request was not served: %s", q2.Payload)
+		}
 		for _, m := range c.Messages() {
 			if m.Topic == "elsewhere/inbox" {
 				t.Errorf("agent published outside its tree: %s", m.Topic)
@@ -233,36 +243,52 @@ func TestTLSAndWebsockets(t *testing.T) {
 	})
 }
 
-// countAttempts runs an agent that cannot get in for d and returns the
-// connection attempts it made and its log.
-func countAttempts(t *testing.T, d time.Duration, o agenttest.Options) (int64, string) {
+// reconnectMax is broker.reconnect_max in the backoff tests: after a
+// failed attempt or a quick drop the agent waits at least half of it (the
+// jitter keeps [d/2, d]) before it tries again, so n attempts take at least
+// (n-1) * reconnectMax/2. A reconnect storm makes hundreds in that time.
+const reconnectMax = 200 * time.Millisecond
+
+// maxAttempts is the most connection attempts an agent can make in elapsed
+// while it backs off.
+func maxAttempts(elapsed time.Duration) int64 { return 1 + int64(elapsed/(reconnectMax/2)) }
+
+// countAttempts runs an agent that cannot get in until it made n
+// connection attempts and returns how long that took and its log.
+func countAttempts(t *testing.T, n int64, o agenttest.Options) (int64, time.Duration, string) {
+	t.Helper()
 	o.NoWait = true
+	o.Config["broker"].(map[string]any)["reconnect_max"] = reconnectMax.String()
+	began := time.Now()
 	a := agenttest.Start(t, o)
-	time.Sleep(d)
-	n := a.A.Session().ConnectAttempts.Load()
+	deadline := time.Now().Add(wait)
+	for a.A.Session().ConnectAttempts.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d connection attempts in %s; log:\n%s", a.A.Session().ConnectAttempts.Load(), wait, a.Logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got, elapsed := a.A.Session().ConnectAttempts.Load(), time.Since(began)
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	return n, a.Logs.String()
+	return got, elapsed, a.Logs.String()
 }
 
 func TestBadCredentialsAndUntrustedCertBackOff(t *testing.T) {
 	forEachBroker(t, brokertest.Options{TLS: true, Users: map[string]string{"pi": "right"}}, func(t *testing.T, b *brokertest.Broker) {
-		// Backoff: 1s, 2s, 4s (halved by jitter at worst) -> at most 5
-		// attempts in 6 s; a storm would make hundreds.
-		const window = 6 * time.Second
-		n, log := countAttempts(t, window, agenttest.Options{BrokerURL: b.URL,
+		n, elapsed, log := countAttempts(t, 4, agenttest.Options{BrokerURL: b.URL,
 			Config: map[string]any{"broker": map[string]any{"username": "pi", "password": "wrong"}}})
-		if n < 2 || n > 6 {
-			t.Errorf("wrong password: %d connection attempts in %s, want 2..6", n, window)
+		if n > maxAttempts(elapsed) {
+			t.Errorf("wrong password: %d connection attempts in %s: no backoff", n, elapsed)
 		}
 		if !strings.Contains(log, "broker refused the connection") || !strings.Contains(log, "broker.password") {
 			t.Errorf("log does not explain the refusal:\n%s", log)
 		}
-		n, log = countAttempts(t, window, agenttest.Options{BrokerURL: b.TLSURL,
+		n, elapsed, log = countAttempts(t, 4, agenttest.Options{BrokerURL: b.TLSURL,
 			Config: map[string]any{"broker": map[string]any{"username": "pi", "password": "right", "ca_file": b.Certs.OtherCAFile}}})
-		if n < 2 || n > 6 {
-			t.Errorf("untrusted cert: %d connection attempts in %s, want 2..6", n, window)
+		if n > maxAttempts(elapsed) {
+			t.Errorf("untrusted cert: %d connection attempts in %s: no backoff", n, elapsed)
 		}
 		if !strings.Contains(log, "server certificate not trusted") {
 			t.Errorf("log does not explain the TLS failure:\n%s", log)
@@ -275,18 +301,27 @@ func TestBadCredentialsAndUntrustedCertBackOff(t *testing.T) {
 
 func TestDuplicateClientIDNoStorm(t *testing.T) {
 	forEachBroker(t, brokertest.Options{}, func(t *testing.T, b *brokertest.Broker) {
-		o := agenttest.Options{BrokerURL: b.URL, DeviceID: fmt.Sprintf("dup%d", time.Now().UnixNano())}
+		o := agenttest.Options{BrokerURL: b.URL, DeviceID: fmt.Sprintf("dup%d", time.Now().UnixNano()),
+			Config: map[string]any{"broker": map[string]any{"reconnect_max": reconnectMax.String()}}}
+		began := time.Now()
 		a1 := agenttest.Start(t, o)
 		a2 := agenttest.Start(t, o)
-		time.Sleep(8 * time.Second)
-		total := a1.A.Session().Connects.Load() + a2.A.Session().Connects.Load()
-		// Each takeover kicks the other; with the flap backoff the pair
-		// makes a handful of connects in 8 s, not thousands.
-		if total > 20 {
-			t.Errorf("%d connects in 8s with a duplicate client id: reconnect storm", total)
+		// Each takeover kicks the other. Wait until they flapped a while
+		// and one of them named the likely cause.
+		connects := func() int64 { return a1.A.Session().Connects.Load() + a2.A.Session().Connects.Load() }
+		named := func() bool { return strings.Contains(a1.Logs.String()+a2.Logs.String(), "same client id") }
+		deadline := time.Now().Add(wait)
+		for connects() < 8 || !named() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s: %d connects, cause named: %v", wait, connects(), named())
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if !strings.Contains(a1.Logs.String()+a2.Logs.String(), "same client id") {
-			t.Error("no log line names the duplicate client id")
+		total, elapsed := connects(), time.Since(began)
+		// With the flap backoff each agent waits reconnect_max/2 or more
+		// before it takes the session back.
+		if total > 2*maxAttempts(elapsed) {
+			t.Errorf("%d connects in %s with a duplicate client id: reconnect storm", total, elapsed)
 		}
 	})
 }
@@ -384,19 +419,17 @@ func TestSystemdNotify(t *testing.T) {
 
 func TestReadyWhenBrokerDown(t *testing.T) {
 	// Nothing listens on this port: READY=1 must still come after the
-	// bounded wait, with a STATUS saying it is retrying.
-	if testing.Short() {
-		t.Skip("waits for agent.ReadyTimeout")
-	}
+	// bounded wait (shortened here), with a STATUS saying it is retrying.
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	p := agenttest.StartProcess(t, agenttest.Options{BrokerURL: fmt.Sprintf("mqtt://127.0.0.1:%d", brokertest.FreePort(t)),
-		Env: []string{"NOTIFY_SOCKET=" + sock}})
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	t.Setenv("NOTIFY_SOCKET", sock)
+	agenttest.Start(t, agenttest.Options{BrokerURL: fmt.Sprintf("mqtt://127.0.0.1:%d", brokertest.FreePort(t)),
+		NoWait: true, ReadyTimeout: 300 * time.Millisecond})
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
 	var seen []string
 	buf := make([]byte, 4096)
 	for {
@@ -416,7 +449,6 @@ func TestReadyWhenBrokerDown(t *testing.T) {
 	if !retrying {
 		t.Errorf("no STATUS=retrying before READY; got %q", seen)
 	}
-	_ = p.Signal(syscall.SIGTERM)
 }
 
 func TestFailoverURLs(t *testing.T) {
@@ -434,7 +466,13 @@ func TestMutualTLS(t *testing.T) {
 		// Without a client certificate the broker refuses the handshake.
 		noCert := agenttest.Start(t, agenttest.Options{BrokerURL: b.TLSURL, NoWait: true,
 			Config: map[string]any{"broker": map[string]any{"ca_file": b.Certs.CAFile}}})
-		time.Sleep(2 * time.Second)
+		deadline := time.Now().Add(wait)
+		for noCert.A.Session().ConnectAttempts.Load() < 2 || noCert.Logs.Count("connect failed") < 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no failed attempts logged:\n%s", noCert.Logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		if n := noCert.A.Session().Connects.Load(); n != 0 {
 			t.Errorf("connected %d times without the required client certificate", n)
 		}

@@ -45,6 +45,8 @@ type Options struct {
 	NoWait bool
 	// Env is extra environment for StartProcess ("K=V").
 	Env []string
+	// ReadyTimeout is agent.Options.ReadyTimeout of the in-process agent.
+	ReadyTimeout time.Duration
 }
 
 var seq atomic.Int64
@@ -120,7 +122,8 @@ func Start(t testing.TB, o Options) *Agent {
 	logs := &Buffer{}
 	a := &Agent{Root: root, ConfigDir: dir, StateDir: t.TempDir(), Logs: logs, t: t, done: make(chan error, 1), reload: make(chan struct{}, 1)}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ag, res, err := agent.New(agent.Options{ConfigDir: dir, StateDir: a.StateDir, Version: "test", Kinds: o.Kinds, Log: log, Reload: a.reload})
+	ag, res, err := agent.New(agent.Options{ConfigDir: dir, StateDir: a.StateDir, Version: "test", Kinds: o.Kinds, Log: log, Reload: a.reload,
+		ReadyTimeout: o.ReadyTimeout})
 	if err != nil {
 		t.Fatalf("agent: %v", err)
 	}
@@ -193,24 +196,62 @@ func (b *Buffer) Count(s string) int {
 	return n
 }
 
+// execEnv tells a test binary started by StartProcess to be the agent (see
+// Main).
+const execEnv = "PICOCKPIT_AGENTTEST_EXEC"
+
 var (
+	mainRan   bool // Main runs the tests
+	selfExec  bool // the test binary is the agent
 	buildOnce sync.Once
+	buildDir  string
 	buildPath string
 	buildErr  error
 )
 
-// Binary builds cmd/picockpit-client once per test process and returns its path.
+// Main is TestMain for a package that calls Binary or StartProcess:
+//
+//	func TestMain(m *testing.M) { agenttest.Main(m, nil) }
+//
+// It runs the tests, removes the binary Binary built and exits. The main
+// package's own tests pass its main function as run: the test binary is then
+// the agent itself (StartProcess re-executes it and Main calls run with the
+// arguments), so nothing is built.
+func Main(m *testing.M, run func(args []string) int) {
+	if run != nil && os.Getenv(execEnv) == "1" {
+		os.Exit(run(os.Args[1:]))
+	}
+	mainRan, selfExec = true, run != nil
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// Binary returns the agent binary for StartProcess: the test binary itself
+// under Main with a run function, else cmd/picockpit-client built once per
+// test process into a temp dir that Main removes.
 func Binary(t testing.TB) string {
 	t.Helper()
+	if !mainRan {
+		t.Fatal("agenttest.Binary: the package needs func TestMain(m *testing.M) { agenttest.Main(m, nil) } so the built binary is removed")
+	}
+	if selfExec {
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return exe
+	}
 	buildOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		repo := filepath.Join(filepath.Dir(file), "..", "..")
-		dir, err := os.MkdirTemp("", "picockpit-bin-")
-		if err != nil {
-			buildErr = err
+		buildDir, buildErr = os.MkdirTemp("", "picockpit-bin-")
+		if buildErr != nil {
 			return
 		}
-		buildPath = filepath.Join(dir, "picockpit-client")
+		buildPath = filepath.Join(buildDir, "picockpit-client")
 		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/picockpit-client")
 		cmd.Dir = repo
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -244,6 +285,9 @@ func StartProcess(t testing.TB, o Options) *Process {
 	p := &Process{Root: root, ConfigDir: dir, StateDir: t.TempDir(), Logs: &Buffer{}, done: make(chan struct{})}
 	p.Cmd = exec.Command(bin, "run", "--config-dir", dir, "--state-dir", p.StateDir)
 	p.Cmd.Env = append(os.Environ(), o.Env...)
+	if selfExec {
+		p.Cmd.Env = append(p.Cmd.Env, execEnv+"=1")
+	}
 	p.Cmd.Stdout = p.Logs
 	p.Cmd.Stderr = p.Logs
 	p.Started = time.Now()

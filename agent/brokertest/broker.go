@@ -12,14 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -67,7 +65,10 @@ type Broker struct {
 }
 
 // Mosquitto starts a Mosquitto broker; it fails the test if the mosquitto
-// binary is missing.
+// binary is missing. Mosquitto cannot bind port 0 (it means a unix socket
+// there), so its ports come from FreePort; if another program takes one
+// before Mosquitto binds it, Mosquitto exits with "Address already in use"
+// and is started again on new ports.
 func Mosquitto(t testing.TB, opts Options) *Broker {
 	t.Helper()
 	bin, err := mosquittoBin()
@@ -75,10 +76,20 @@ func Mosquitto(t testing.TB, opts Options) *Broker {
 		t.Fatalf("mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients, or run make test which installs it): %v", err)
 	}
 	b := newBroker(t, "mosquitto", opts)
-	b.writeMosquittoConfig()
-	b.startMosquitto(bin)
 	t.Cleanup(b.Stop)
-	return b
+	const attempts = 5
+	for i := 1; ; i++ {
+		b.pickPorts()
+		b.writeMosquittoConfig()
+		err := b.startMosquitto(bin)
+		if err == nil {
+			return b
+		}
+		if !errors.Is(err, errPortTaken) || i == attempts {
+			t.Fatalf("start mosquitto: %v\n%s", err, b.log.String())
+		}
+		t.Logf("mosquitto attempt %d: %v; trying new ports", i, err)
+	}
 }
 
 // mosquittoBin finds the mosquitto binary (Debian puts it in /usr/sbin,
@@ -115,72 +126,47 @@ func Each() map[string]func(testing.TB, Options) *Broker {
 func newBroker(t testing.TB, kind string, opts Options) *Broker {
 	dir := t.TempDir()
 	b := &Broker{Kind: kind, t: t, opts: opts, dir: dir, ports: map[string]int{}, log: &lockedBuffer{}}
-	b.ports["mqtt"] = FreePort(t)
-	b.URL = fmt.Sprintf("mqtt://127.0.0.1:%d", b.ports["mqtt"])
 	if opts.TLS || opts.WSS {
 		b.Certs = GenerateCerts(t, dir)
-	}
-	if opts.TLS {
-		b.ports["mqtts"] = FreePort(t)
-		b.TLSURL = fmt.Sprintf("mqtts://127.0.0.1:%d", b.ports["mqtts"])
-	}
-	if opts.WS {
-		b.ports["ws"] = FreePort(t)
-		b.WSURL = fmt.Sprintf("ws://127.0.0.1:%d/mqtt", b.ports["ws"])
-	}
-	if opts.WSS {
-		b.ports["wss"] = FreePort(t)
-		b.WSSURL = fmt.Sprintf("wss://127.0.0.1:%d/mqtt", b.ports["wss"])
 	}
 	return b
 }
 
-var (
-	portMu    sync.Mutex
-	usedPort  = map[int]bool{}
-	portLocks []*os.File // held until the process exits
-)
+// listenerNames are the listeners opts asks for; "mqtt" always.
+func (b *Broker) listenerNames() []string {
+	names := []string{"mqtt"}
+	if b.opts.TLS {
+		names = append(names, "mqtts")
+	}
+	if b.opts.WS {
+		names = append(names, "ws")
+	}
+	if b.opts.WSS {
+		names = append(names, "wss")
+	}
+	return names
+}
 
-// FreePort returns a loopback TCP port that was free a moment ago and that
-// no other test process on this machine uses. It picks at random below the
-// kernel's ephemeral range (32768 and up by default), so outgoing
-// connections cannot take it before the broker binds it; it never hands out
-// a port twice in one process (an agent of an earlier test may still be
-// reconnecting to it); and it holds an flock on a per-port file for the
-// life of the process, so parallel test binaries never share a port.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	dir := filepath.Join(os.TempDir(), "picockpit-test-ports")
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		t.Fatal(err)
+// pickPorts gives every listener a port from FreePort (Mosquitto).
+func (b *Broker) pickPorts() {
+	for _, n := range b.listenerNames() {
+		b.ports[n] = FreePort(b.t)
 	}
-	for i := 0; i < 1000; i++ {
-		p := 20000 + rand.IntN(12000)
-		if usedPort[p] {
-			continue
-		}
-		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(p)), os.O_CREATE|os.O_RDWR, 0o666)
-		if err != nil {
-			continue
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close() // another test process has it
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			f.Close()
-			continue
-		}
-		l.Close()
-		usedPort[p] = true
-		portLocks = append(portLocks, f)
-		return p
+	b.setURLs()
+}
+
+// setURLs derives the URLs from b.ports.
+func (b *Broker) setURLs() {
+	b.URL = fmt.Sprintf("mqtt://127.0.0.1:%d", b.ports["mqtt"])
+	if p, ok := b.ports["mqtts"]; ok {
+		b.TLSURL = fmt.Sprintf("mqtts://127.0.0.1:%d", p)
 	}
-	t.Fatal("no free loopback port found")
-	return 0
+	if p, ok := b.ports["ws"]; ok {
+		b.WSURL = fmt.Sprintf("ws://127.0.0.1:%d/mqtt", p)
+	}
+	if p, ok := b.ports["wss"]; ok {
+		b.WSSURL = fmt.Sprintf("wss://127.0.0.1:%d/mqtt", p)
+	}
 }
 
 func (b *Broker) writeMosquittoConfig() {
@@ -234,41 +220,45 @@ func (b *Broker) writeMosquittoConfig() {
 	}
 }
 
-func (b *Broker) startMosquitto(bin string) {
+// errPortTaken means a listener's port was in use at start.
+var errPortTaken = errors.New("a listener port is in use")
+
+// startMosquitto starts Mosquitto and waits until its log says it is
+// running (all listeners bound) or it exits.
+func (b *Broker) startMosquitto(bin string) error {
+	from := b.log.Len()
 	cmd := exec.Command(bin, "-c", filepath.Join(b.dir, "mosquitto.conf"))
 	cmd.Stdout = b.log
 	cmd.Stderr = b.log
 	if err := cmd.Start(); err != nil {
-		b.t.Fatalf("start mosquitto: %v", err)
+		return err
 	}
 	wait := make(chan error, 1)
 	go func() { wait <- cmd.Wait() }()
+	deadline := time.After(10 * time.Second)
+	for {
+		grew := b.log.changed() // before the check: no write goes unnoticed
+		if strings.Contains(b.log.Since(from), " running") {
+			break
+		}
+		select {
+		case err := <-wait:
+			out := b.log.Since(from)
+			if strings.Contains(out, "Address already in use") || strings.Contains(out, "Unable to create websockets listener") {
+				return fmt.Errorf("%w: %v", errPortTaken, err)
+			}
+			return fmt.Errorf("mosquitto exited at start: %v", err)
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			<-wait
+			return errors.New("mosquitto not running after 10s")
+		case <-grew:
+		}
+	}
 	b.mu.Lock()
 	b.cmd, b.waitErr = cmd, wait
 	b.mu.Unlock()
-	b.waitListening(wait)
-}
-
-func (b *Broker) waitListening(exited chan error) {
-	deadline := time.Now().Add(10 * time.Second)
-	for _, p := range b.ports {
-		for {
-			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), 200*time.Millisecond)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case err := <-exited:
-				b.t.Fatalf("%s exited at start: %v\n%s", b.Kind, err, b.log.String())
-			default:
-			}
-			if time.Now().After(deadline) {
-				b.t.Fatalf("%s not listening on %d after 10s:\n%s", b.Kind, p, b.log.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	return nil
 }
 
 func (b *Broker) startMochi() {
@@ -304,28 +294,57 @@ func (b *Broker) startMochi() {
 			tlsCfg.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
+	// mochi serves the sockets opened here: port 0 the first time (the
+	// kernel picks a free port, nothing can take it in between), the same
+	// ports again on a restart.
+	listen := func(name string) net.Listener {
+		l, err := listenLoopback(b.ports[name])
+		if err != nil {
+			b.t.Fatalf("mochi listener %s: %v", name, err)
+		}
+		b.ports[name] = l.Addr().(*net.TCPAddr).Port
+		return l
+	}
 	add := func(l listeners.Listener) {
 		if err := s.AddListener(l); err != nil {
 			b.t.Fatalf("mochi listener: %v", err)
 		}
 	}
-	add(listeners.NewTCP(listeners.Config{ID: "tcp", Address: fmt.Sprintf("127.0.0.1:%d", b.ports["mqtt"])}))
-	if p, ok := b.ports["mqtts"]; ok {
-		add(listeners.NewTCP(listeners.Config{ID: "tls", Address: fmt.Sprintf("127.0.0.1:%d", p), TLSConfig: tlsCfg}))
+	for _, name := range b.listenerNames() {
+		l := listen(name)
+		switch name {
+		case "mqtt":
+			add(listeners.NewNet("tcp", l))
+		case "mqtts":
+			add(listeners.NewNet("tls", tls.NewListener(l, tlsCfg)))
+		case "ws":
+			add(newWSListener("ws", l))
+		case "wss":
+			add(newWSListener("wss", tls.NewListener(l, tlsCfg)))
+		}
 	}
-	if p, ok := b.ports["ws"]; ok {
-		add(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: fmt.Sprintf("127.0.0.1:%d", p)}))
-	}
-	if p, ok := b.ports["wss"]; ok {
-		add(listeners.NewWebsocket(listeners.Config{ID: "wss", Address: fmt.Sprintf("127.0.0.1:%d", p), TLSConfig: tlsCfg}))
-	}
+	b.setURLs()
 	if err := s.Serve(); err != nil {
 		b.t.Fatalf("mochi serve: %v", err)
 	}
 	b.mu.Lock()
 	b.mochi = s
 	b.mu.Unlock()
-	b.waitListening(nil)
+}
+
+// listenLoopback listens on 127.0.0.1:port (0: any free port). A restart
+// on a known port retries for a while: a socket of the old broker may
+// still hold it.
+func listenLoopback(port int) (net.Listener, error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, err := net.Listen("tcp", addr)
+		if err == nil || port == 0 || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Stop stops the broker (idempotent). Mosquitto runs without persistence,
@@ -359,8 +378,20 @@ func (b *Broker) Start() {
 		if err != nil {
 			b.t.Fatal(err)
 		}
-		// The port may linger in TIME_WAIT briefly; mosquitto sets SO_REUSEADDR.
-		b.startMosquitto(bin)
+		// Same ports as before (clients know them); mosquitto sets
+		// SO_REUSEADDR, so only a socket of another program can be in the
+		// way: wait a little for it to go.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := b.startMosquitto(bin)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, errPortTaken) || time.Now().After(deadline) {
+				b.t.Fatalf("restart mosquitto: %v\n%s", err, b.log.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	case "mochi":
 		b.startMochi()
 	}
@@ -369,14 +400,20 @@ func (b *Broker) Start() {
 // Log returns what the broker logged so far.
 func (b *Broker) Log() string { return b.log.String() }
 
+// lockedBuffer is the broker's log; readers can wait for it to grow.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu   sync.Mutex
+	b    bytes.Buffer
+	wake chan struct{}
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.wake != nil {
+		close(l.wake)
+		l.wake = nil
+	}
 	return l.b.Write(p)
 }
 
@@ -384,4 +421,28 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Len is the number of bytes logged so far.
+func (l *lockedBuffer) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Len()
+}
+
+// Since returns what was logged after the first n bytes.
+func (l *lockedBuffer) Since(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.b.Bytes()[n:])
+}
+
+// changed is closed at the next write.
+func (l *lockedBuffer) changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wake == nil {
+		l.wake = make(chan struct{})
+	}
+	return l.wake
 }

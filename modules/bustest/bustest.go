@@ -186,6 +186,23 @@ func (b *Bus) WaitFor(timeout time.Duration, cond func(msgs []Message) bool) boo
 	return true
 }
 
+// WaitEvents waits until cond, called with the events so far under the bus
+// lock, returns true, or the timeout passes (then it returns false).
+func (b *Bus) WaitEvents(timeout time.Duration, cond func(evs []contract.Event) bool) bool {
+	deadline := time.Now().Add(timeout)
+	t := time.AfterFunc(timeout, func() { b.mu.Lock(); b.cond.Broadcast(); b.mu.Unlock() })
+	defer t.Stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !cond(b.events) {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		b.cond.Wait()
+	}
+	return true
+}
+
 // Connection implements modules.Bus. A new Bus is connected.
 func (b *Bus) Connection() (bool, <-chan struct{}) {
 	b.mu.Lock()

@@ -31,6 +31,16 @@ type Config struct {
 	// BCM number is used as offset when no line carries the name.
 	Chip string      `json:"chip,omitempty"`
 	Pins []PinConfig `json:"pins,omitempty"`
+	// FakeJumpers join pins of the fake backend as a jumper wire on a
+	// breadboard would: the input pin To reads the level the output pin From
+	// drives (make demo). Only with backend "fake".
+	FakeJumpers []Jumper `json:"fake_jumpers,omitempty"`
+}
+
+// Jumper joins the output pin From to the input pin To (BCM numbers).
+type Jumper struct {
+	From int `json:"from"`
+	To   int `json:"to"`
 }
 
 // FileConfig is one module file apps/com.picockpit/gpio/modules/*.json.
@@ -294,16 +304,17 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 func decodeFile(path string, data []byte, section bool, seen map[int]string) (*Config, []*pinSpec, error) {
 	// Pins are decoded one by one so that an error names its pin.
 	var raw struct {
-		Backend string            `json:"backend,omitempty"`
-		Chip    string            `json:"chip,omitempty"`
-		Pins    []json.RawMessage `json:"pins"`
+		Backend     string            `json:"backend,omitempty"`
+		Chip        string            `json:"chip,omitempty"`
+		Pins        []json.RawMessage `json:"pins"`
+		FakeJumpers []Jumper          `json:"fake_jumpers,omitempty"`
 	}
 	var cfg Config
 	if section {
 		if err := modules.DecodeStrict(data, &raw); err != nil {
 			return nil, nil, err
 		}
-		cfg.Backend, cfg.Chip = raw.Backend, raw.Chip
+		cfg.Backend, cfg.Chip, cfg.FakeJumpers = raw.Backend, raw.Chip, raw.FakeJumpers
 	} else {
 		var fc struct {
 			Pins []json.RawMessage `json:"pins"`
@@ -334,6 +345,17 @@ func decodeFile(path string, data []byte, section bool, seen map[int]string) (*C
 	case "", BackendGpiocdev, BackendFake:
 	default:
 		errs = append(errs, &modules.FieldError{Field: "backend", Err: fmt.Errorf("%q is not one of gpiocdev, fake", cfg.Backend)})
+	}
+	for i, j := range cfg.FakeJumpers {
+		field := fmt.Sprintf("fake_jumpers[%d]", i)
+		switch {
+		case cfg.Backend != BackendFake:
+			errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf("jumpers join pins of the fake backend only (backend %q)", BackendFake)})
+		case j.From < 0 || j.From > MaxBCM || j.To < 0 || j.To > MaxBCM:
+			errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf("from and to are BCM numbers 0..%d", MaxBCM)})
+		case j.From == j.To:
+			errs = append(errs, &modules.FieldError{Field: field, Err: fmt.Errorf("from and to are the same pin %d", j.From)})
+		}
 	}
 	var pins []*pinSpec
 	mine := map[int]bool{}

@@ -34,6 +34,16 @@ func TestLoadProblems(t *testing.T) {
 			want:    []string{"config.json|gpio.pins[0].colour|unknown field"},
 		},
 		{
+			name:    "jumpers need the fake backend",
+			section: `{"fake_jumpers":[{"from":17,"to":27}],"pins":[{"bcm":17,"mode":"output"}]}`,
+			want:    []string{`config.json|gpio.fake_jumpers[0]|fake backend only`},
+		},
+		{
+			name:    "a jumper joins two pins",
+			section: `{"backend":"fake","fake_jumpers":[{"from":17,"to":17}],"pins":[{"bcm":17,"mode":"output"}]}`,
+			want:    []string{`config.json|gpio.fake_jumpers[0]|the same pin`},
+		},
+		{
 			name:    "bad backend",
 			section: `{"backend":"wiringpi","pins":[{"bcm":17,"mode":"output"}]}`,
 			want:    []string{`config.json|gpio.backend|"wiringpi" is not one of gpiocdev, fake`},

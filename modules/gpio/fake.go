@@ -15,6 +15,8 @@ import (
 type Fake struct {
 	mu    sync.Mutex
 	lines map[string]*fakeLine
+	// jumpers maps an output line to the input line it drives.
+	jumpers map[string]string
 }
 
 // Write is one recorded SetValue call on a fake line.
@@ -46,7 +48,15 @@ type FakeLine struct {
 }
 
 // NewFake returns a fake backend whose lines are all low and free.
-func NewFake() *Fake { return &Fake{lines: map[string]*fakeLine{}} }
+func NewFake() *Fake { return &Fake{lines: map[string]*fakeLine{}, jumpers: map[string]string{}} }
+
+// Jumper joins line from to line to as a jumper wire would: every level the
+// line from is set to (by SetValue) is driven on the line to.
+func (f *Fake) Jumper(from, to string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jumpers[from] = to
+}
 
 // Name implements Backend.
 func (*Fake) Name() string { return BackendFake }
@@ -184,11 +194,12 @@ func (r *FakeLine) Value() (int, error) {
 func (r *FakeLine) SetValue(v int) error {
 	now := time.Now()
 	r.f.mu.Lock()
-	defer r.f.mu.Unlock()
 	if r.closed {
+		r.f.mu.Unlock()
 		return errors.New("fake: line closed")
 	}
 	if r.dir != Output {
+		r.f.mu.Unlock()
 		return fmt.Errorf("fake: set %s: line is an input", r.l.name)
 	}
 	r.l.level = (v & 1) ^ b2i(r.activeLow)
@@ -196,6 +207,12 @@ func (r *FakeLine) SetValue(v int) error {
 		r.l.writes = append(r.l.writes[:0], r.l.writes[maxWrites/2:]...)
 	}
 	r.l.writes = append(r.l.writes, Write{Value: v & 1, Time: now})
+	to, jumpered := r.f.jumpers[r.l.name]
+	level := r.l.level
+	r.f.mu.Unlock()
+	if jumpered {
+		r.f.Drive(to, level)
+	}
 	return nil
 }
 

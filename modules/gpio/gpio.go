@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 
 	"github.com/picockpit/picockpit-client/modules"
 )
@@ -73,7 +74,11 @@ func load(env modules.Env, section []byte, sectionFile string, files []modules.F
 	if backend == nil {
 		switch cfg.Backend {
 		case BackendFake:
-			backend = NewFake()
+			f := NewFake()
+			for _, j := range cfg.FakeJumpers {
+				f.Jumper(lineOf(specs, j.From), lineOf(specs, j.To))
+			}
+			backend = f
 		default:
 			b, err := newCdev()
 			if err != nil {
@@ -103,6 +108,17 @@ func load(env modules.Env, section []byte, sectionFile string, files []modules.F
 		m.log.Debug("pin configured", "pin", s.id, "mode", s.mode, "file", s.file)
 	}
 	return m, problems
+}
+
+// lineOf returns the line name of the configured pin bcm, or the default
+// name when the pin is not configured.
+func lineOf(specs []*pinSpec, bcm int) string {
+	for _, s := range specs {
+		if s.bcm == bcm {
+			return s.line
+		}
+	}
+	return "GPIO" + strconv.Itoa(bcm)
 }
 
 func (p *pinSpec) String() string { return fmt.Sprintf("pin %s (%s)", p.id, p.name) }

@@ -274,3 +274,17 @@ func (h *harness) barrier(pin string) {
 }
 
 func (h *harness) events() []contract.Event { return h.bus.Events() }
+
+// nextEvent waits for the event after the first n and returns it.
+func (h *harness) nextEvent(n int) (contract.Event, bool) {
+	h.t.Helper()
+	var ev contract.Event
+	ok := h.bus.WaitEvents(waitLong, func(evs []contract.Event) bool {
+		if len(evs) > n {
+			ev = evs[n]
+			return true
+		}
+		return false
+	})
+	return ev, ok
+}

@@ -205,7 +205,7 @@ func TestRejectedSetsChangeNothing(t *testing.T) {
 		{"gpio/18/set", `{"pwm":{"duty":1.5}}`, "pwm.duty 1.5 is outside 0..1"},
 		{"gpio/18/set", `{"mode":"in"}`, "pin 18 may not switch to in (allowed: pwm, out)"},
 	} {
-		before := len(h.bus.Messages())
+		before, evBefore := len(h.bus.Messages()), len(h.events())
 		resp := h.request(c.topic, c.payload, "picockpit/dev/reply/x"+c.topic+c.payload, "bob")
 		if resp.Status != contract.StatusRejected || !strings.Contains(resp.Error, c.want) {
 			t.Errorf("%s %q: reply %+v, want rejected with %q", c.topic, c.payload, resp, c.want)
@@ -215,8 +215,12 @@ func TestRejectedSetsChangeNothing(t *testing.T) {
 				t.Errorf("%s %q: published %s %s", c.topic, c.payload, m.Topic, m.Payload)
 			}
 		}
-		evs := h.events()
-		last := evs[len(evs)-1]
+		// The reply and the event are two publishes: wait for the event
+		// itself, not for its neighbour.
+		last, ok := h.nextEvent(evBefore)
+		if !ok {
+			t.Fatalf("%s %q: no rejected event", c.topic, c.payload)
+		}
 		if last.Kind != contract.EventRejected || last.Module != Name || last.Topic != c.topic ||
 			last.Requester != "bob" || !strings.Contains(last.Message, c.want) {
 			t.Errorf("%s %q: event %+v", c.topic, c.payload, last)
@@ -232,13 +236,11 @@ func TestRejectedSetsChangeNothing(t *testing.T) {
 	}
 	// Without a response topic the error still goes to events.
 	before := len(h.events())
-	h.bus.Inject(&modules.Request{Topic: "gpio/22/set", Payload: []byte("on")})
-	deadline := time.Now().Add(waitLong)
-	for len(h.events()) == before {
-		if time.Now().After(deadline) {
-			t.Fatal("no event for a rejected set without response topic")
-		}
-		time.Sleep(time.Millisecond)
+	if !h.bus.Inject(&modules.Request{Topic: "gpio/22/set", Payload: []byte("on")}) {
+		t.Fatal("inject gpio/22/set: no subscription or queue full")
+	}
+	if ev, ok := h.nextEvent(before); !ok || ev.Kind != contract.EventRejected || ev.Topic != "gpio/22/set" {
+		t.Fatalf("rejected set without response topic: event %+v (found %v)", ev, ok)
 	}
 }
 
@@ -404,12 +406,14 @@ func TestBusyLine(t *testing.T) {
 	if !strings.Contains(st.Error, want) {
 		t.Errorf("state error %q, want %q", st.Error, want)
 	}
-	var found bool
-	for _, ev := range h.events() {
-		if ev.Kind == contract.EventError && strings.Contains(ev.Message, want) {
-			found = true
+	found := h.bus.WaitEvents(waitLong, func(evs []contract.Event) bool {
+		for _, ev := range evs {
+			if ev.Kind == contract.EventError && strings.Contains(ev.Message, want) {
+				return true
+			}
 		}
-	}
+		return false
+	})
 	if !found {
 		t.Errorf("no error event naming the holder: %+v", h.events())
 	}

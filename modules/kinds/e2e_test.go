@@ -123,14 +123,30 @@ func TestGPIOConcurrentSetsConverge(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	// Quiescence: no new state for a second.
-	for prev := -1; ; {
-		time.Sleep(time.Second)
-		n := len(subs[0].Messages())
-		if n == prev {
-			break
+	// Barrier: the pin handles sets in order, so the answer to a set sent
+	// after all of them carries the final state; wait until every
+	// subscriber has it.
+	bc := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	bc.Subscribe(a.Topic("reply/#"))
+	var final *contract.GPIOState
+	for i := 0; final == nil; i++ {
+		if i == 100 {
+			t.Fatal("the barrier set was never accepted")
 		}
-		prev = n
+		rt := a.Topic(fmt.Sprintf("reply/barrier%d", i))
+		bc.Publish(a.Topic("gpio/17/set"), []byte(`{"value":1}`), brokertest.PublishOptions{QoS: 1, ResponseTopic: rt, Correlation: []byte("b")})
+		m := bc.WaitFor(wait, "barrier answer", brokertest.Topic(rt))
+		var resp contract.GPIOSetResponse
+		if err := json.Unmarshal(m.Payload, &resp); err != nil {
+			t.Fatal(err)
+		}
+		final = resp.State // nil while the queue is full ("busy")
+	}
+	for i, s := range subs {
+		s.WaitFor(wait, fmt.Sprintf("final state seq %d at subscriber %d", final.Seq, i), func(m brokertest.Message) bool {
+			var st contract.GPIOState
+			return m.Topic == topic && json.Unmarshal(m.Payload, &st) == nil && st.Seq == final.Seq
+		})
 	}
 	s0, _ := lastState(subs[0].Messages(), topic)
 	s1, _ := lastState(subs[1].Messages(), topic)
@@ -281,12 +297,19 @@ func TestGPIOBadSetsRefused(t *testing.T) {
 // loses its retained state on the broker, and a broker restart does not
 // bring it back from the agent's cache; the remaining pin keeps its state.
 func TestReloadClearsRemovedPins(t *testing.T) {
+	defer func(g time.Duration) { agent.StaleRetainedGrace = g }(agent.StaleRetainedGrace)
 	agent.StaleRetainedGrace = 300 * time.Millisecond
 	b := brokertest.Mosquitto(t, brokertest.Options{})
 	fake := gpio.NewFake()
 	a := startGPIO(t, b, fake,
 		map[string]any{"bcm": 17, "name": "relay", "mode": "output"},
 		map[string]any{"bcm": 22, "name": "lamp", "mode": "output"})
+	// Both states are retained before the reload.
+	sc := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	sc.Subscribe(a.Topic("gpio/+/state"))
+	for _, p := range []string{"17", "22"} {
+		sc.WaitFor(wait, "state of pin "+p, brokertest.Topic(a.Topic("gpio/"+p+"/state")))
+	}
 	cfgPath := filepath.Join(a.ConfigDir, "picockpit-client.config.json")
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -303,11 +326,8 @@ func TestReloadClearsRemovedPins(t *testing.T) {
 	}
 	a.Reload()
 	retained := func() map[string]string {
-		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
-		c.Subscribe(a.Topic("gpio/#"))
-		time.Sleep(300 * time.Millisecond)
 		got := map[string]string{}
-		for _, m := range c.Messages() {
+		for _, m := range retainedNow(t, b, a.Topic("gpio/")) {
 			got[strings.TrimPrefix(m.Topic, a.Topic(""))] = string(m.Payload)
 		}
 		return got
@@ -342,24 +362,69 @@ func TestReloadClearsRemovedPins(t *testing.T) {
 	}
 }
 
+// retainedNow returns the messages retained under prefix (ending in "/")
+// on the broker now. The broker sends a new subscriber the retained
+// messages before anything published after the SUBACK, so a marker
+// published under the same filter arrives after all of them.
+func retainedNow(t *testing.T, b *brokertest.Broker, prefix string) []brokertest.Message {
+	t.Helper()
+	c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	c.Subscribe(prefix + "#")
+	marker := prefix + "zz-retained-marker"
+	c.Publish(marker, []byte("m"), brokertest.PublishOptions{QoS: 1})
+	c.WaitFor(wait, "marker after the retained messages", brokertest.Topic(marker))
+	var out []brokertest.Message
+	for _, m := range c.Messages() {
+		if m.Retain && m.Topic != marker {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // TestReloadKeepsLastResults: the retained last result of a command that
 // still exists survives a reload (it is sticky), while stale topics go.
 func TestReloadKeepsLastResults(t *testing.T) {
+	defer func(g time.Duration) { agent.StaleRetainedGrace = g }(agent.StaleRetainedGrace)
 	agent.StaleRetainedGrace = 300 * time.Millisecond
 	b := brokertest.Mosquitto(t, brokertest.Options{})
 	mod := `{"id":"tools","name":"Tools","commands":[{"id":"hello","name":"Hello","argv":["/bin/echo","hi"],"user":"nobody"}]}`
-	a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{picontrol.Kind()},
-		Files: map[string]string{"apps/com.picockpit/picontrol/modules/tools.json": mod}})
+	// A GPIO pin that the reload removes shows when the stale check ran:
+	// its retained state is cleared in the same pass.
+	pin := map[string]any{"bcm": 22, "name": "lamp", "mode": "output"}
+	a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{picontrol.Kind(), gpio.KindWith(gpio.NewFake())},
+		Config: gpioConfig(pin), Files: map[string]string{"apps/com.picockpit/picontrol/modules/tools.json": mod}})
 	c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
-	c.Subscribe(a.Topic("picontrol/result/#"))
+	c.Subscribe(a.Topic("picontrol/result/#"), a.Topic("gpio/22/state"))
+	c.WaitFor(wait, "pin 22 state", brokertest.Topic(a.Topic("gpio/22/state")))
 	c.Publish(a.Topic("picontrol/run/tools/hello"), nil, brokertest.PublishOptions{QoS: 1})
 	c.WaitFor(wait, "result", brokertest.Topic(a.Topic("picontrol/result/tools/hello")))
+	cfgPath := filepath.Join(a.ConfigDir, agent.ConfigFileName)
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["gpio"] = gpioConfig()["gpio"]
+	raw, _ = json.Marshal(cfg)
+	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	a.Reload()
-	time.Sleep(time.Second) // past the grace
-	fresh := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
-	fresh.Subscribe(a.Topic("picontrol/result/#"))
-	m := fresh.WaitFor(wait, "retained result after the reload", brokertest.Topic(a.Topic("picontrol/result/tools/hello")))
-	if !m.Retain || !strings.Contains(string(m.Payload), `"done"`) {
-		t.Errorf("result after reload: retain=%v %s", m.Retain, m.Payload)
+	c.WaitFor(wait, "the stale check (pin 22 cleared)", brokertest.Topic(a.Topic("gpio/22/state"), ""))
+	var found bool
+	for _, m := range retainedNow(t, b, a.Topic("picontrol/result/")) {
+		if m.Topic == a.Topic("picontrol/result/tools/hello") {
+			found = true
+			if !strings.Contains(string(m.Payload), `"done"`) {
+				t.Errorf("result after reload: %s", m.Payload)
+			}
+		}
+	}
+	if !found {
+		t.Error("the result of a command that still exists did not survive the reload")
 	}
 }

@@ -100,6 +100,20 @@ func start(t *testing.T, section string, fake *fakeRun, files ...modules.File) *
 	return h
 }
 
+// waitRetained waits until topic was published retained and returns the
+// retained message (the result may follow the final reply).
+func (h *harness) waitRetained(topic string) (bustest.Message, bool) {
+	h.bus.WaitFor(30*time.Second, func(msgs []bustest.Message) bool {
+		for _, m := range msgs {
+			if m.Topic == topic && m.Opts.Retain {
+				return true
+			}
+		}
+		return false
+	})
+	return h.bus.Retained(topic)
+}
+
 func request(topic, payload, corr string) *modules.Request {
 	return &modules.Request{Topic: topic, Payload: []byte(payload), ResponseTopic: replyBase + "t",
 		CorrelationData: []byte(corr), Requester: "tester"}
@@ -209,7 +223,7 @@ func TestRequestStreamsAndFinishes(t *testing.T) {
 			t.Errorf("reply on %q correlation %q qos %d", m.Topic, m.Correlation, m.Opts.QoS)
 		}
 	}
-	res, ok := h.bus.Retained("picontrol/result/m/out")
+	res, ok := h.waitRetained("picontrol/result/m/out")
 	if !ok || res.Opts.QoS != 1 {
 		t.Fatalf("no retained QoS 1 result: %+v", res)
 	}
@@ -217,15 +231,17 @@ func TestRequestStreamsAndFinishes(t *testing.T) {
 	if err := json.Unmarshal(res.Payload, &rr); err != nil || rr.Status != contract.StatusDone || *rr.ExitCode != 3 {
 		t.Errorf("retained result %s", res.Payload)
 	}
-	var audited bool
-	for _, ev := range h.bus.Events() {
-		if ev.Kind == contract.EventCommand && ev.Fields["user"] == "nobody" && ev.Fields["exit_code"] == 3 &&
-			ev.Requester == "tester" && ev.Fields["module"] == "m" && ev.Fields["command"] == "out" {
-			if _, ok := ev.Fields["duration_ms"]; ok {
-				audited = true
+	audited := h.bus.WaitEvents(30*time.Second, func(evs []contract.Event) bool {
+		for _, ev := range evs {
+			if ev.Kind == contract.EventCommand && ev.Fields["user"] == "nobody" && ev.Fields["exit_code"] == 3 &&
+				ev.Requester == "tester" && ev.Fields["module"] == "m" && ev.Fields["command"] == "out" {
+				if _, ok := ev.Fields["duration_ms"]; ok {
+					return true
+				}
 			}
 		}
-	}
+		return false
+	})
 	if !audited {
 		t.Errorf("no audit event for the run: %+v", h.bus.Events())
 	}

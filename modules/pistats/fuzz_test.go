@@ -4,11 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/picockpit/picockpit-client/agent/agenttest"
 )
@@ -31,14 +28,6 @@ var fuzzFiles = []string{
 	"sys/class/hwmon/hwmon2/pwm1",
 }
 
-var fuzzSetup struct {
-	once    sync.Once
-	root    string
-	schema  *jsonschema.Schema
-	clk     *fakeClock
-	sampler *Sampler
-}
-
 // FuzzSample puts arbitrary bytes into one file the sampler parses and
 // samples twice (the second time with the garbage as the "previous"
 // reading): it must not panic, and whatever the kernel says, the snapshot
@@ -55,31 +44,24 @@ func FuzzSample(f *testing.F) {
 	f.Add(uint8(0), []byte("cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 99999999999999999999 1 1 1\ncpu\ncpu9999 1 1 1 1\nbtime -5\n"))
 	f.Add(uint8(3), []byte("-1.5 2 3 1/2 3\n"))
 	f.Add(uint8(5), []byte("a\nb\n wlan0: 0000 -70. -40. -256 0 0 0 0 0 0\n"))
+	// One sampler for the whole run: each input also meets the state the
+	// previous inputs left behind. The fixture copy lives in f's temp dir,
+	// removed when the run ends.
+	root := filepath.Join(f.TempDir(), "root")
+	copyTree(f, filepath.Join("testdata", "fixtures", "pi5", "root"), root)
+	copyTree(f, filepath.Join("testdata", "fixtures", "pi4", "root", "sys/devices/platform"), filepath.Join(root, "sys/devices/platform"))
+	schema := agenttest.MustSchema(f, "stats.schema.json")
+	clk := newClock(t0)
+	s := newTestSampler("pi5", root, clk, nil)
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
-		fuzzSetup.once.Do(func() {
-			dir, err := os.MkdirTemp("", "pistats-fuzz")
-			if err != nil {
-				t.Fatal(err)
-			}
-			root := filepath.Join(dir, "root")
-			copyTree(t, filepath.Join("testdata", "fixtures", "pi5", "root"), root)
-			copyTree(t, filepath.Join("testdata", "fixtures", "pi4", "root", "sys/devices/platform"), filepath.Join(root, "sys/devices/platform"))
-			fuzzSetup.root = root
-			fuzzSetup.schema = agenttest.MustSchema(t, "stats.schema.json")
-			// One sampler for the whole run: each input also meets the
-			// state the previous inputs left behind.
-			fuzzSetup.clk = newClock(t0)
-			fuzzSetup.sampler = newTestSampler("pi5", root, fuzzSetup.clk, nil)
-		})
 		rel := fuzzFiles[int(which)%len(fuzzFiles)]
-		path := filepath.Join(fuzzSetup.root, rel)
+		path := filepath.Join(root, rel)
 		orig, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer os.WriteFile(path, orig, 0o644)
 
-		clk, s := fuzzSetup.clk, fuzzSetup.sampler
 		clk.add(5 * time.Second)
 		s.Sample()
 		if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -91,7 +73,7 @@ func FuzzSample(f *testing.F) {
 			if err != nil {
 				t.Fatalf("encode: %v", err)
 			}
-			validate(t, fuzzSetup.schema, rel, b)
+			validate(t, schema, rel, b)
 		}
 	})
 }
