@@ -131,6 +131,10 @@ func (e ConfigErrors) Unwrap() []error {
 	return out
 }
 
+// ErrNoConfigDir is the error of LoadConfig for a config directory that
+// does not exist.
+var ErrNoConfigDir = errors.New("the config directory does not exist")
+
 // SecretKeys are the config keys that --set refuses: a command line is
 // readable by every local user (/proc/PID/cmdline).
 var SecretKeys = map[string]bool{"broker.password": true}
@@ -159,7 +163,7 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 		if err == nil {
 			err = errors.New("not a directory")
 		} else if errors.Is(err, os.ErrNotExist) {
-			err = errors.New("the config directory does not exist")
+			err = ErrNoConfigDir
 		}
 		return cfg, ConfigErrors{{Where: dir, Err: err}}
 	}

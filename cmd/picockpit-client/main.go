@@ -122,7 +122,7 @@ func (c *cli) main(args []string) int {
 		}
 		fmt.Fprint(c.stdout, c.overview())
 		return 0
-	case "--version", "-version":
+	case "--version", "-version", "-v":
 		name = versionCmd.name
 	}
 	sub := lookup(name)

@@ -297,19 +297,29 @@ func (f *fieldErrs) addErr(field string, err error) {
 func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
 	fe := &fieldErrs{file: file.Path}
 	var fj fileJSON
+	// A field that does not decode is reported and left out of the checks
+	// below; the commands are still checked.
+	undecoded := map[string]bool{}
 	if err := modules.DecodeStrict(file.Data, &fj); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			err = errors.New("invalid JSON: the document ends too early")
 		}
 		fe.addErr("", err)
-		return nil, fe.probs
+		var ok bool
+		if undecoded, ok = modules.Fields(err); !ok {
+			return nil, fe.probs
+		}
 	}
 	m := &module{ID: fj.ID, Name: fj.Name, Description: fj.Description, Icon: fj.Icon, File: file.Path}
-	checkID(fe, "id", fj.ID)
-	checkText(fe, "name", fj.Name, true)
+	if !undecoded["id"] {
+		checkID(fe, "id", fj.ID)
+	}
+	if !undecoded["name"] {
+		checkText(fe, "name", fj.Name, true)
+	}
 	checkText(fe, "description", fj.Description, false)
 	checkText(fe, "icon", fj.Icon, false)
-	if len(fj.Commands) == 0 {
+	if len(fj.Commands) == 0 && !undecoded["commands"] {
 		fe.add("commands", "a module needs at least one command")
 	}
 	if len(fj.Commands) > maxCommandsPerModule {
