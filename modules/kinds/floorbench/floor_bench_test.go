@@ -165,6 +165,13 @@ func (r *requester) subscribe(qos byte, filters ...string) {
 }
 
 func (r *requester) publish(topic string, payload []byte, qos byte, responseTopic, corr string) {
+	if err := r.tryPublish(topic, payload, qos, responseTopic, corr); err != nil {
+		r.b.Fatal(err)
+	}
+}
+
+// tryPublish is publish for goroutines other than the benchmark's.
+func (r *requester) tryPublish(topic string, payload []byte, qos byte, responseTopic, corr string) error {
 	p := &paho.Publish{Topic: topic, QoS: qos, Payload: payload, Properties: &paho.PublishProperties{}}
 	if responseTopic != "" {
 		p.Properties.ResponseTopic, p.Properties.CorrelationData = responseTopic, []byte(corr)
@@ -172,21 +179,31 @@ func (r *requester) publish(topic string, payload []byte, qos byte, responseTopi
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if _, err := r.c.Publish(ctx, p); err != nil {
-		r.b.Fatalf("publish %s: %v", topic, err)
+		return fmt.Errorf("publish %s: %w", topic, err)
 	}
+	return nil
 }
 
 // await returns the first message that matches, dropping the others.
 func (r *requester) await(what string, match func(msg) bool) msg {
+	m, err := r.tryAwait(what, match)
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	return m
+}
+
+// tryAwait is await for goroutines other than the benchmark's.
+func (r *requester) tryAwait(what string, match func(msg) bool) (msg, error) {
 	timeout := time.After(wait)
 	for {
 		select {
 		case m := <-r.in:
 			if match(m) {
-				return m
+				return m, nil
 			}
 		case <-timeout:
-			r.b.Fatalf("no %s within %v", what, wait)
+			return msg{}, fmt.Errorf("no %s within %v", what, wait)
 		}
 	}
 }
@@ -261,7 +278,13 @@ func newEnv(b *testing.B, nagle bool) *env {
 		}
 		runAs = u.Username
 	}
-	module := fmt.Sprintf(`{"id":"bench","name":"Bench","commands":[{"id":"true","name":"True","argv":["/bin/true"],"user":%q,"concurrency":"queue"}]}`, runAs)
+	// "true" for the sequential round trips; t0..t7, one per concurrent
+	// requester (a "queue" command runs one request at a time).
+	cmds := []string{fmt.Sprintf(`{"id":"true","name":"True","argv":["/bin/true"],"user":%q,"concurrency":"queue"}`, runAs)}
+	for i := range concurrent {
+		cmds = append(cmds, fmt.Sprintf(`{"id":"t%d","name":"T%d","argv":["/bin/true"],"user":%q,"concurrency":"queue"}`, i, i, runAs))
+	}
+	module := `{"id":"bench","name":"Bench","commands":[` + strings.Join(cmds, ",") + `]}`
 	p := agenttest.StartProcess(b, agenttest.Options{BrokerURL: e.br.URL,
 		Files: map[string]string{"apps/com.picockpit/picontrol/modules/bench.json": module},
 		Config: map[string]any{"log": map[string]any{"level": "info"},
@@ -389,10 +412,64 @@ func BenchmarkFloor(b *testing.B) {
 				interleaved(b, e, bc.name+" QoS 1 gpio set -> state", e.gpioRoundTrip)
 			})
 			if !bc.nagle {
+				b.Run(fmt.Sprintf("concurrent-%d-qos1", concurrent), func(b *testing.B) { e.throughput(b) })
 				b.Run("file-writes-per-1000", func(b *testing.B) { e.fileWrites(b) })
 			}
 		})
 	}
+}
+
+// concurrent is the number of requesters of the throughput benchmark.
+const concurrent = 8
+
+// throughput has `concurrent` requesters (each its own client) send b.N
+// requests in all, each waiting for its final reply before the next, first
+// to the floor, then to the agent (each requester to its own PiControl
+// command), and reports requests per second.
+func (e *env) throughput(b *testing.B) {
+	rqs := make([]*requester, concurrent)
+	for i := range rqs {
+		rqs[i] = newRequester(b, e.br.URL)
+		rqs[i].subscribe(1, e.agent.root+"/reply/c"+strconv.Itoa(i), e.floor.root+"/reply/c"+strconv.Itoa(i))
+	}
+	run := func(s side) float64 {
+		t0 := time.Now()
+		done := make(chan error, len(rqs))
+		for w, rq := range rqs {
+			topic, reply := s.runTopic, s.root+"/reply/c"+strconv.Itoa(w)
+			if s.name == "agent" {
+				topic = e.agent.root + "/picontrol/run/bench/t" + strconv.Itoa(w)
+			}
+			go func() {
+				for i := w; i < b.N; i += concurrent {
+					corr := fmt.Sprintf("%s-c%d-%d", s.name, w, i)
+					if err := rq.tryPublish(topic, nil, 1, reply, corr); err != nil {
+						done <- err
+						return
+					}
+					if _, err := rq.tryAwait("final reply "+corr, final(corr)); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+		}
+		for range rqs {
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		}
+		return float64(b.N) / time.Since(t0).Seconds()
+	}
+	b.ResetTimer()
+	f := run(e.floor)
+	a := run(e.agent)
+	b.StopTimer()
+	b.ReportMetric(a, "agent-req/s")
+	b.ReportMetric(f, "floor-req/s")
+	b.ReportMetric(a/f, "x-throughput")
+	b.Logf("| %d concurrent requesters, QoS 1, N=%d | agent %.0f req/s | floor %.0f req/s | agent/floor %.2fx |", concurrent, b.N, a, f, a/f)
 }
 
 // idle reports CPU and RSS of both processes over an idle window
