@@ -17,7 +17,7 @@ PKGS       := ./...
 TEST_RESULTS ?= bin/test-results
 SUMMARY    := $(GO) run .ci/testsummary.go
 
-.PHONY: help build test test-go fuzz stress vet lint demo bench cross deb repo test-deb test-nodered deps clean
+.PHONY: help build test test-go fuzz stress vet lint demo bench bench-floor cross deb repo test-deb test-nodered deps clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -86,6 +86,10 @@ demo: deps ## the agent on a throwaway local Mosquitto with fake hardware, in a 
 
 bench: deps ## benchmarks (figures go to docs/performance.md)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
+
+FLOOR_N ?= 300
+bench-floor: deps ## the agent against the floor in one run: FLOOR_N interleaved requests per case (docs/performance.md)
+	$(GO) test -run='^$$' -bench='^BenchmarkFloor$$' -benchtime=$(FLOOR_N)x -timeout 60m ./modules/kinds/floorbench/
 
 cross: ## static binaries for armhf (GOARM=6), arm64, amd64 in dist/
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6 $(GO) build $(BUILDFLAGS) -o dist/linux_armhf/picockpit-client ./cmd/picockpit-client
