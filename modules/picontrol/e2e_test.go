@@ -125,7 +125,7 @@ func (e *e2e) markRuns() int {
 
 func TestE2ERequestStreamsToDone(t *testing.T) {
 	// reply_grace 0: accepted at once, then the output as it comes.
-	e := startE2E(t, map[string]any{"reply_grace": 0})
+	e := startE2E(t, map[string]any{"reply_grace": "0s"})
 	e.request("out", "", "corr-out", brokertest.PublishOptions{})
 	f, rs := e.final("corr-out")
 	if rs[0].Status != contract.StatusAccepted {

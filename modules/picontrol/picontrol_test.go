@@ -213,7 +213,7 @@ const streamModule = `{"id":"m","name":"M","commands":[
 func TestRequestStreamsAndFinishes(t *testing.T) {
 	requireRoot(t)
 	// reply_grace 0: accepted at once, then the output as it comes.
-	h := start(t, `{"reply_grace":0}`, nil, mfile("m.json", streamModule))
+	h := start(t, `{"reply_grace":"0s"}`, nil, mfile("m.json", streamModule))
 	h.inject(request("picontrol/run/m/out", "", "corr-1"))
 	rs := h.exchange("corr-1")
 

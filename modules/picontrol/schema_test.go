@@ -102,7 +102,7 @@ func TestCatalogueAndRepliesValidate(t *testing.T) {
 	// reply_grace 0: every exchange that runs gets accepted and chunks.
 	fake := &fakeRun{res: runas.Result{ExitCode: 0, Stdout: []byte("hi"), StdoutTruncated: true},
 		output: []chunkOut{{"stdout", "hi"}}}
-	h := start(t, `{"reply_grace":0}`, fake, modules.File{Path: "svc.json", Data: []byte(paramModule)})
+	h := start(t, `{"reply_grace":"0s"}`, fake, modules.File{Path: "svc.json", Data: []byte(paramModule)})
 	h.inject(request("picontrol/run/svc/restart", `{"name":"web"}`, "ok"))
 	h.inject(request("picontrol/run/svc/restart", `{"name":"; reboot"}`, "bad"))
 	h.inject(request("picontrol/run/svc/nope", ``, "unknown"))
