@@ -121,12 +121,13 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 	k := koanf.New(".")
 	path := filepath.Join(dir, ConfigFileName)
 	cfg.Sections = map[string][]byte{}
+	cfg.Warnings = appendNonEmpty(cfg.Warnings, trustWarning())
 	if _, err := os.Lstat(path); err == nil {
 		data, st, err := ReadTrusted(dir, path) // StrictModes: agent/strictmodes.go
 		if err != nil {
 			return cfg, &ConfigError{Where: path, Err: refusal(path, err)}
 		}
-		cfg.Warnings = appendNonEmpty(cfg.Warnings, trustWarning(), configReadableWarning(path, &st))
+		cfg.Warnings = appendNonEmpty(cfg.Warnings, configReadableWarning(path, &st))
 		fk := koanf.New("\x00") // no delimiter: keep the file's own nesting
 		if err := loadJSONBytes(fk, data); err != nil {
 			return cfg, &ConfigError{Where: path, Err: fmt.Errorf("cannot parse: %w", err)}
