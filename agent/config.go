@@ -167,12 +167,13 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 		}
 		return cfg, ConfigErrors{{Where: dir, Err: err}}
 	}
+	cfg.Warnings = appendNonEmpty(cfg.Warnings, trustWarning())
 	if _, err := os.Lstat(path); err == nil {
 		data, st, err := ReadTrusted(dir, path) // StrictModes: agent/strictmodes.go
 		if err != nil {
 			return cfg, ConfigErrors{{Where: path, Err: refusal(path, err)}}
 		}
-		cfg.Warnings = appendNonEmpty(cfg.Warnings, trustWarning(), configReadableWarning(path, &st))
+		cfg.Warnings = appendNonEmpty(cfg.Warnings, configReadableWarning(path, &st))
 		cfg.File = path
 		var doc map[string]json.RawMessage
 		if err := modules.DecodeStrict(data, &doc); err != nil {
