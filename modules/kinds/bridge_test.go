@@ -53,9 +53,18 @@ func TestBridgeOverTLS(t *testing.T) {
 	remote := brokertest.Mosquitto(t, brokertest.Options{TLS: true,
 		Users: map[string]string{"house-bridge": "bridge-secret", "dashboard": "dash-secret"}})
 	local := brokertest.MosquittoBridged(t, brokertest.Options{}, bridgeConf(t, remote, "bridge-secret"))
+	// The dashboard subscribes as the shipped flow does with
+	// PICOCKPIT_PREFIX=home/devices.
+	sub, _ := flowRun(t, map[string]string{"PICOCKPIT_PREFIX": "home/devices"}, nil)
+	filters := []string{"home/bridges/+/state"}
+	for _, s := range sub["topic"].([]any) {
+		filters = append(filters, s.(map[string]any)["topic"].(string))
+	}
 	dash := brokertest.Connect(t, remote.URL, brokertest.ClientOptions{Username: "dashboard", Password: "dash-secret"})
-	dash.Subscribe("home/#")
+	dash.Subscribe(filters...)
 	dash.WaitFor(wait, "bridge connected notification", brokertest.Topic("home/bridges/house/state", "1"))
+	obs := brokertest.Connect(t, remote.URL, brokertest.ClientOptions{Username: "dashboard", Password: "dash-secret"})
+	obs.Subscribe("home/devices/+/gpio/+/set")
 
 	fake := gpio.NewFake()
 	stats := pistats.Kind()
@@ -88,25 +97,39 @@ func TestBridgeOverTLS(t *testing.T) {
 		t.Fatal("a request with a refused response topic ran")
 	}
 
-	// ... the flow's way (Response Topic from reply_prefix, listening on the
-	// seen prefix) is answered.
-	dash.Publish(seenBase+"gpio/17/set", []byte(`{"value":1}`), brokertest.PublishOptions{QoS: 1, Expiry: 10,
-		ResponseTopic: info.ReplyPrefix + "node-red/c1", Correlation: []byte("c1"), Requester: "node-red"})
-	r := dash.WaitFor(wait, "set reply through the bridge", brokertest.Topic(seenBase+"reply/node-red/c1"))
-	if string(r.Correlation) != "c1" || !strings.Contains(string(r.Payload), `"status":"ok"`) {
-		t.Fatalf("set reply %s correlation %q", r.Payload, r.Correlation)
+	// ... the flow's way (its model and request builder, run in node) is
+	// answered, on a topic its reply subscription covers.
+	var infoDoc any
+	_ = json.Unmarshal(m.Payload, &infoDoc)
+	_, reqs := flowRun(t, map[string]string{"PICOCKPIT_PREFIX": "home/devices"}, []any{
+		map[string]any{"topic": seenBase + "status", "payload": "online"},
+		map[string]any{"topic": seenBase + "info", "payload": infoDoc},
+		map[string]any{"action": "set", "id": "pib", "pin": "17", "body": map[string]any{"value": 1}},
+		map[string]any{"action": "run", "id": "pib", "module": "demo", "command": "hello"},
+	})
+	if len(reqs) != 2 {
+		t.Fatalf("the flow built %d requests, want 2: %v", len(reqs), reqs)
+	}
+	for i, want := range []string{`"status":"ok"`, `"status":"done"`} {
+		r := reqs[i]
+		rt, _ := r["responseTopic"].(string)
+		corr, _ := r["correlationData"].(string)
+		exp, _ := r["messageExpiryInterval"].(float64)
+		if !strings.HasPrefix(rt, info.ReplyPrefix) || corr == "" || exp <= 0 || exp > 60 {
+			t.Fatalf("flow request %v: want a Response Topic under %s, correlation data and a short expiry", r, info.ReplyPrefix)
+		}
+		dash.Publish(r["topic"].(string), []byte(r["payload"].(string)), brokertest.PublishOptions{QoS: 1, Expiry: uint32(exp),
+			ResponseTopic: rt, Correlation: []byte(corr), Requester: "node-red"})
+		dash.WaitFor(wait, "answer to the flow's request "+r["topic"].(string), func(m brokertest.Message) bool {
+			return string(m.Correlation) == corr && m.Topic == seenBase+strings.TrimPrefix(rt, "devices/pib/") && strings.Contains(string(m.Payload), want)
+		})
 	}
 	if fake.Level("GPIO17") != 1 {
 		t.Error("relay not on")
 	}
-	dash.Publish(seenBase+"picontrol/run/demo/hello", []byte(`{}`), brokertest.PublishOptions{QoS: 1, Expiry: 10,
-		ResponseTopic: info.ReplyPrefix + "node-red/c2", Correlation: []byte("c2")})
-	dash.WaitFor(wait, "command result through the bridge", func(m brokertest.Message) bool {
-		return m.Topic == seenBase+"reply/node-red/c2" && strings.Contains(string(m.Payload), `"status":"done"`)
-	})
 	// No loop: each request crossed the bridge once.
 	n := 0
-	for _, m := range dash.Messages() {
+	for _, m := range obs.Messages() {
 		if m.Topic == seenBase+"gpio/17/set" {
 			n++
 		}
