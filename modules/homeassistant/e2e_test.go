@@ -131,6 +131,24 @@ func TestDiscoveryThroughMosquitto(t *testing.T) {
 		return m.Topic == cfgTopic && complete(m) && len(d.Components["gpio_22"]) == 1 && d.Components["gpio_22"]["platform"] == "switch"
 	})
 
+	// After a broker restart (no persistence: every retained message is
+	// gone) the agent publishes the discovery again on reconnect.
+	b.Stop()
+	b.Start()
+	deadline = time.Now().Add(wait)
+	for {
+		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+		c.Subscribe(cfgTopic)
+		if _, ok := c.Await(2*time.Second, func(m brokertest.Message) bool { return m.Retain && complete(m) && len(d.Components["gpio_22"]) == 1 }); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("discovery not republished after the broker restarted")
+		}
+	}
+	watch = brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	watch.Subscribe(cfgTopic)
+
 	// Integration off: the device is removed (empty retained config), and
 	// the broker no longer holds it.
 	cfg["homeassistant"] = map[string]any{"enabled": false}
