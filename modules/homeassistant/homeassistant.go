@@ -18,6 +18,10 @@ import (
 // catalogue republished at once) gives one discovery message.
 var settle = 250 * time.Millisecond
 
+// minRepublish is the least time between two republishes forced by Home
+// Assistant's birth message.
+var minRepublish = time.Second
+
 // maxKnown bounds the component ids remembered for removal (a forged
 // retained config on our topic must not grow the payload without end).
 const maxKnown = 512
@@ -159,11 +163,19 @@ func (m *Module) loop(ctx context.Context, d modules.Discovery, topic string, ha
 		last = b
 	}
 	publish(true)
+	var lastForced time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-haOnline:
+			// Anyone may publish on the status topic: at most one forced
+			// republish a second (the retained config is on the broker
+			// anyway).
+			if time.Since(lastForced) < minRepublish {
+				continue
+			}
+			lastForced = time.Now()
 			m.log.Info("home assistant came online; publishing discovery again")
 			publish(true)
 		case <-seen:
