@@ -25,11 +25,12 @@ help: ## list the targets
 build: ## build bin/picockpit-client for this machine (static, CGO_ENABLED=0)
 	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/picockpit-client ./cmd/picockpit-client
 
-deps: ## install what the tests and the demo need (mosquitto, mosquitto-clients, gcc for -race) if missing
+deps: ## install what the tests and the demo need (mosquitto, mosquitto-clients, gcc for -race, nodejs for the flow tests) if missing
 	@missing=; \
 	{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
 	command -v mosquitto_sub >/dev/null || missing="$$missing mosquitto-clients"; \
 	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -107,8 +108,13 @@ test-deb: ## install the package into a debootstrapped Debian 12 from the signed
 	debian/test-deb.sh
 
 NODE_RED_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/picockpit-client/node-red
-test-nodered: deps ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard 2 against a real broker and agent
-	@command -v npm >/dev/null || { echo "npm is needed (apt-get install nodejs npm)"; exit 1; }
+test-nodered: deps ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard 2 against a real broker and two agents, driven in headless Chromium
+	@missing=; command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 	mkdir -p $(NODE_RED_DIR)
 	cd $(NODE_RED_DIR) && [ -x node_modules/.bin/node-red ] || npm install --no-audit --no-fund --loglevel=error node-red@4.1.8 @flowfuse/node-red-dashboard@1.31.0
 	@mkdir -p $(TEST_RESULTS)
