@@ -12,26 +12,21 @@ import (
 // appended to its configuration.
 func MosquittoBridged(t testing.TB, opts Options, bridgeConf string) *Broker {
 	t.Helper()
-	bin, err := mosquittoBin()
+	return mosquitto(t, opts, bridgeConf)
+}
+
+// appendConfig appends conf to the broker's mosquitto.conf.
+func (b *Broker) appendConfig(conf string) {
+	f, err := os.OpenFile(filepath.Join(b.dir, "mosquitto.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		t.Fatalf("mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients, or run make test which installs it): %v", err)
+		b.t.Fatal(err)
 	}
-	b := newBroker(t, "mosquitto", opts)
-	b.writeMosquittoConfig()
-	conf := filepath.Join(b.dir, "mosquitto.conf")
-	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString("\n" + bridgeConf + "\n"); err != nil {
-		t.Fatal(err)
+	if _, err := f.WriteString("\n" + conf + "\n"); err != nil {
+		b.t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
-		t.Fatal(err)
+		b.t.Fatal(err)
 	}
-	b.startMosquitto(bin)
-	t.Cleanup(b.Stop)
-	return b
 }
 
 // Kill ends the broker with SIGKILL, as a power cut would: no clean
