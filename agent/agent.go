@@ -207,7 +207,8 @@ func (a *Agent) infoPayload() []byte {
 	a.mu.Lock()
 	apps := append([]string{}, a.apps...)
 	a.mu.Unlock()
-	b, _ := marshal(contract.Info{Contract: contract.Version, Agent: a.opts.Version, Device: a.device, Apps: apps, StartedAt: a.started})
+	b, _ := marshal(contract.Info{Contract: contract.Version, Agent: a.opts.Version, Device: a.device, Apps: apps, StartedAt: a.started,
+		ReplyPrefix: a.root.Topic(contract.ReplyPrefix)})
 	return b
 }
 

@@ -131,6 +131,10 @@ func (e ConfigErrors) Unwrap() []error {
 	return out
 }
 
+// ErrNoConfigDir is the error of LoadConfig for a config directory that
+// does not exist.
+var ErrNoConfigDir = errors.New("the config directory does not exist")
+
 // SecretKeys are the config keys that --set refuses: a command line is
 // readable by every local user (/proc/PID/cmdline).
 var SecretKeys = map[string]bool{"broker.password": true}
@@ -159,16 +163,17 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 		if err == nil {
 			err = errors.New("not a directory")
 		} else if errors.Is(err, os.ErrNotExist) {
-			err = errors.New("the config directory does not exist")
+			err = ErrNoConfigDir
 		}
 		return cfg, ConfigErrors{{Where: dir, Err: err}}
 	}
+	cfg.Warnings = appendNonEmpty(cfg.Warnings, trustWarning())
 	if _, err := os.Lstat(path); err == nil {
 		data, st, err := ReadTrusted(dir, path) // StrictModes: agent/strictmodes.go
 		if err != nil {
 			return cfg, ConfigErrors{{Where: path, Err: refusal(path, err)}}
 		}
-		cfg.Warnings = appendNonEmpty(cfg.Warnings, trustWarning(), configReadableWarning(path, &st))
+		cfg.Warnings = appendNonEmpty(cfg.Warnings, configReadableWarning(path, &st))
 		cfg.File = path
 		var doc map[string]json.RawMessage
 		if err := modules.DecodeStrict(data, &doc); err != nil {

@@ -83,6 +83,7 @@ type Session struct {
 	retained  map[string]*retainedTopic
 	filters   map[string]bool // full filters subscribed at the broker this connection
 	subs      []*subscription
+	ext       externalTopics // the discovery tree outside the device root (discovery_bus.go)
 
 	events       chan contract.Event
 	eventsBusy   atomic.Bool // an event is being published
@@ -397,6 +398,7 @@ func (s *Session) afterConnect(cm *autopaho.ConnectionManager, gen uint64, filte
 	if len(filters) > 0 {
 		s.subscribe(cm, filters)
 	}
+	s.subscribeExternal(cm, s.ext.filters())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := cm.Publish(ctx, &paho.Publish{Topic: s.root.Topic(contract.TopicStatus), QoS: 1, Retain: true,
@@ -479,7 +481,11 @@ func (s *Session) PublishRetained(topic string, payload []byte, opts modules.Pub
 }
 
 func (s *Session) publishRetained(owner, topic string, payload []byte, opts modules.PublishOptions) {
-	full := s.root.Topic(topic)
+	s.publishRetainedFull(owner, s.root.Topic(topic), payload, opts)
+}
+
+func (s *Session) publishRetainedFull(owner, full string, payload []byte, opts modules.PublishOptions) {
+	defer s.ext.retainedChanged()
 	pub := s.newPublish(full, payload, opts)
 	pub.Retain = true
 	s.mu.Lock()
@@ -682,7 +688,8 @@ func (s *Session) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
 	rel, ok := s.root.Rel(p.Topic)
 	if !ok {
-		return false, nil
+		s.ext.deliver(p.Topic, p.Payload)
+		return true, nil
 	}
 	req := &modules.Request{Topic: rel, Payload: p.Payload, Received: time.Now()}
 	if p.Properties != nil {
@@ -819,6 +826,7 @@ func (s *Session) removeSubscriptions(owner string) {
 	}
 	s.subs = keep
 	s.mu.Unlock()
+	s.ext.remove(owner)
 	for _, c := range gone {
 		c.cancel()
 		<-c.done

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -16,8 +17,16 @@ import (
 const TrustedKeysDir = "trusted-keys.d"
 
 // replayCache remembers the nonces of signed requests for the whole process,
-// across reloads (a reload must not make a captured request valid again).
-var replayCache = signature.NewReplayCache(0)
+// across reloads (a reload must not make a captured request valid again),
+// and refuses requests signed before the process started (a restart must
+// not either).
+var replayCache = newReplayCache()
+
+func newReplayCache() *signature.ReplayCache {
+	c := signature.NewReplayCache(0)
+	c.Since = time.Now()
+	return c
+}
 
 // trustedKeys reads <configDir>/trusted-keys.d/*.json. A bad or untrusted
 // file is a problem and its key is not trusted; the others are.

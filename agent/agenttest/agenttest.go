@@ -234,6 +234,16 @@ func Main(m *testing.M, run func(args []string) int) {
 	os.Exit(code)
 }
 
+// Command returns an exec.Cmd that runs the agent binary (Binary) with args,
+// with the environment that makes a self-exec'd test binary be the agent
+// rather than run its tests again.
+func Command(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(Binary(t), args...)
+	cmd.Env = append(os.Environ(), execEnv+"=1")
+	return cmd
+}
+
 // Binary returns the agent binary for StartProcess: the test binary itself
 // under Main with a run function, else cmd/picockpit-client built once per
 // test process into a temp dir that Main removes.

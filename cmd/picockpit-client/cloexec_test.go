@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -25,7 +24,7 @@ func TestRunCommandInheritsNoFDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command(agenttest.Binary(t), "run-command", "--config-dir", dir, "m", "fds")
+	cmd := agenttest.Command(t, "run-command", "--config-dir", dir, "m", "fds")
 	cmd.ExtraFiles = make([]*os.File, 251-3+1) // entry i is fd 3+i, inheritable
 	cmd.ExtraFiles[10-3] = f
 	cmd.ExtraFiles[251-3] = f

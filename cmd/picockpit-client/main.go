@@ -88,11 +88,17 @@ func (s *subcommand) usageLine() string {
 }
 
 func main() {
+	os.Exit(processMain(os.Args[1:]))
+}
+
+// processMain is the whole process: the test binary, exec'd as the agent,
+// runs it too.
+func processMain(args []string) int {
 	if err := cloexec.All(); err != nil { // commands inherit no fd but 0, 1, 2
 		fmt.Fprintln(os.Stderr, "picockpit-client:", err)
-		os.Exit(1)
+		return 1
 	}
-	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+	return realMain(args, os.Stdout, os.Stderr)
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -117,7 +123,7 @@ func (c *cli) main(args []string) int {
 		}
 		fmt.Fprint(c.stdout, c.overview())
 		return 0
-	case "--version", "-version":
+	case "--version", "-version", "-v":
 		name = versionCmd.name
 	}
 	sub := lookup(name)

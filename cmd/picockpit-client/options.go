@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,7 +45,8 @@ func (cf *configFlags) options(c *cli) agent.Options {
 
 // printConfigError prints a config error, one line per problem.
 func printConfigError(w io.Writer, err error) {
-	if errs, ok := err.(agent.ConfigErrors); ok {
+	var errs agent.ConfigErrors
+	if errors.As(err, &errs) {
 		for _, e := range errs {
 			fmt.Fprintln(w, "error:", e)
 		}

@@ -314,8 +314,18 @@ func decodeFile(path string, data []byte, section bool, seen map[int]string) (*C
 		FakeJumpers []Jumper          `json:"fake_jumpers,omitempty"`
 	}
 	var cfg Config
+	// Every problem of the file is collected (as modules.FieldErrors); the
+	// file loads only when there are none. A syntax error stops here.
+	var errs modules.FieldErrors
+	topErr := func(err error) error {
+		if _, ok := modules.Fields(err); !ok {
+			return err
+		}
+		errs = append(errs, err.(modules.FieldErrors)...)
+		return nil
+	}
 	if section {
-		if err := modules.DecodeStrict(data, &raw); err != nil {
+		if err := modules.DecodeStrict(data, &raw); err != nil && topErr(err) != nil {
 			return nil, nil, err
 		}
 		cfg.Backend, cfg.Chip, cfg.FakeJumpers = raw.Backend, raw.Chip, raw.FakeJumpers
@@ -323,14 +333,11 @@ func decodeFile(path string, data []byte, section bool, seen map[int]string) (*C
 		var fc struct {
 			Pins []json.RawMessage `json:"pins"`
 		}
-		if err := modules.DecodeStrict(data, &fc); err != nil {
+		if err := modules.DecodeStrict(data, &fc); err != nil && topErr(err) != nil {
 			return nil, nil, err
 		}
 		raw.Pins = fc.Pins
 	}
-	// Every pin's problems are collected (as modules.FieldErrors); the file
-	// loads only when there are none.
-	var errs modules.FieldErrors
 	addAll := func(prefix string, err error) {
 		for _, p := range modules.ProblemsFor("", prefix, err) {
 			errs = append(errs, &modules.FieldError{Field: p.Field, Err: p.Err})

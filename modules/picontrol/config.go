@@ -28,6 +28,8 @@ const (
 	DefaultTimeout       = 60 * time.Second
 	DefaultKillGrace     = 5 * time.Second
 	DefaultOutputLimit   = 64 << 10
+	DefaultReplyGrace    = 200 * time.Millisecond
+	maxReplyGrace        = time.Minute
 	MaxTimeout           = 24 * time.Hour
 	DefaultMaxLength     = 1024
 	maxParamMaxLength    = 64 << 10
@@ -81,6 +83,9 @@ type Config struct {
 	// OutputLimit is how many bytes of stdout and of stderr the final result
 	// keeps (everything is streamed).
 	OutputLimit int `json:"output_limit"`
+	// ReplyGrace is how long a command may run before the requester hears
+	// "accepted": one that ends sooner gets only its final reply.
+	ReplyGrace Duration `json:"reply_grace"`
 }
 
 func defaultConfig() Config {
@@ -91,6 +96,7 @@ func defaultConfig() Config {
 		DefaultTimeout: Duration(DefaultTimeout),
 		KillGrace:      Duration(DefaultKillGrace),
 		OutputLimit:    DefaultOutputLimit,
+		ReplyGrace:     Duration(DefaultReplyGrace),
 	}
 }
 
@@ -120,7 +126,8 @@ func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
 		name string
 		raw  json.RawMessage
 		dst  *Duration
-	}{{"default_timeout", cj.DefaultTimeout, &cfg.DefaultTimeout}, {"kill_grace", cj.KillGrace, &cfg.KillGrace}} {
+	}{{"default_timeout", cj.DefaultTimeout, &cfg.DefaultTimeout}, {"kill_grace", cj.KillGrace, &cfg.KillGrace},
+		{"reply_grace", cj.ReplyGrace, &cfg.ReplyGrace}} {
 		if d.raw != nil {
 			if err := d.dst.UnmarshalJSON(d.raw); err != nil {
 				bad(d.name, "%w", err)
@@ -142,6 +149,9 @@ func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
 	if d := time.Duration(cfg.KillGrace); d <= 0 || d > time.Minute {
 		bad("kill_grace", "%v is out of range (0, 1m]", d)
 	}
+	if d := time.Duration(cfg.ReplyGrace); d < 0 || d > maxReplyGrace {
+		bad("reply_grace", "%v is out of range [0, %v]", d, maxReplyGrace)
+	}
 	if cfg.OutputLimit < 0 || cfg.OutputLimit > 16<<20 {
 		bad("output_limit", "%d is out of range 0..16777216", cfg.OutputLimit)
 	}
@@ -155,6 +165,7 @@ type configJSON struct {
 	Config
 	DefaultTimeout json.RawMessage `json:"default_timeout"`
 	KillGrace      json.RawMessage `json:"kill_grace"`
+	ReplyGrace     json.RawMessage `json:"reply_grace"`
 }
 
 // The JSON shapes of a module file. Nested lists stay raw so that each
@@ -243,6 +254,7 @@ type command struct {
 	mu     sync.Mutex
 	active int           // accepted and not yet finished
 	slot   chan struct{} // held while running in queue mode
+	result resultOrder   // keeps the retained result the latest
 }
 
 // param is one validated parameter.
@@ -297,19 +309,29 @@ func (f *fieldErrs) addErr(field string, err error) {
 func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
 	fe := &fieldErrs{file: file.Path}
 	var fj fileJSON
+	// A field that does not decode is reported and left out of the checks
+	// below; the commands are still checked.
+	undecoded := map[string]bool{}
 	if err := modules.DecodeStrict(file.Data, &fj); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			err = errors.New("invalid JSON: the document ends too early")
 		}
 		fe.addErr("", err)
-		return nil, fe.probs
+		var ok bool
+		if undecoded, ok = modules.Fields(err); !ok {
+			return nil, fe.probs
+		}
 	}
 	m := &module{ID: fj.ID, Name: fj.Name, Description: fj.Description, Icon: fj.Icon, File: file.Path}
-	checkID(fe, "id", fj.ID)
-	checkText(fe, "name", fj.Name, true)
+	if !undecoded["id"] {
+		checkID(fe, "id", fj.ID)
+	}
+	if !undecoded["name"] {
+		checkText(fe, "name", fj.Name, true)
+	}
 	checkText(fe, "description", fj.Description, false)
 	checkText(fe, "icon", fj.Icon, false)
-	if len(fj.Commands) == 0 {
+	if len(fj.Commands) == 0 && !undecoded["commands"] {
 		fe.add("commands", "a module needs at least one command")
 	}
 	if len(fj.Commands) > maxCommandsPerModule {

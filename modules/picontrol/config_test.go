@@ -112,6 +112,8 @@ func TestDecodeConfigProblems(t *testing.T) {
 		{`{"default_timeout":"forever"}`, "picontrol.default_timeout", "forever"},
 		{`{"kill_grace":"2h"}`, "picontrol.kill_grace", "out of range"},
 		{`{"output_limit":-1}`, "picontrol.output_limit", "out of range"},
+		{`{"reply_grace":"2m"}`, "picontrol.reply_grace", "out of range"},
+		{`{"reply_grace":"soon"}`, "picontrol.reply_grace", "soon"},
 		{`{"default_user":""}`, "picontrol.default_user", "empty"},
 		{`[]`, "picontrol", "must be a JSON object"},
 	} {
@@ -126,6 +128,9 @@ func TestDecodeConfigProblems(t *testing.T) {
 		t.Fatal(probs)
 	}
 	want := defaultConfig()
+	if want.ReplyGrace != Duration(200e6) {
+		t.Errorf("default reply_grace %v, want 200ms", want.ReplyGrace)
+	}
 	want.DefaultUser, want.MaxParallel, want.DefaultTimeout, want.KillGrace = "nobody", 2, Duration(90e9), Duration(1e9)
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)

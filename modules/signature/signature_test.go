@@ -226,3 +226,17 @@ func FuzzDecodeKey(f *testing.F) {
 		}
 	})
 }
+
+// A request signed before the process started is refused: its nonce may
+// have been used by the process before.
+func TestSignedBeforeStart(t *testing.T) {
+	c := NewReplayCache(0)
+	c.Since = t0
+	v := NewVerifier(keys(), c, time.Minute, func() time.Time { return t0.Add(time.Second) })
+	if _, err := v.Verify(msg(), Sign(privA, "admin", msg(), t0.Add(-time.Millisecond), "0123456789abcdef"), ScopeCommand, "a/b"); Reason(err) != ReasonExpired || !strings.Contains(err.Error(), "before the agent started") {
+		t.Fatalf("signed before start: %v", err)
+	}
+	if _, err := v.Verify(msg(), Sign(privA, "admin", msg(), t0, "0123456789abcdef"), ScopeCommand, "a/b"); err != nil {
+		t.Fatalf("signed at start: %v", err)
+	}
+}

@@ -14,6 +14,11 @@ const DefaultReplayCapacity = 10000
 // replayed it refuses new requests (fails closed) rather than forget one.
 // One cache serves the whole process, across reloads.
 type ReplayCache struct {
+	// Since, when set, refuses requests signed before it: the process's
+	// start, so that a request captured before a restart (whose nonce the
+	// new process cannot know) is not run again after it.
+	Since time.Time
+
 	mu    sync.Mutex
 	cap   int
 	seen  map[string]time.Time // key + "\x00" + nonce -> forget after
@@ -125,6 +130,10 @@ func (v *Verifier) Verify(m Message, props []Property, kind, name string) (strin
 	if d := now.Sub(at); d > v.window || d < -v.window {
 		return "", refused(ReasonExpired, s.Key, "signed at %s, more than %s from the agent's clock (%s)",
 			at.UTC().Format(time.RFC3339), v.window, now.UTC().Format(time.RFC3339))
+	}
+	if at.Before(v.replay.Since) {
+		return "", refused(ReasonExpired, s.Key, "signed at %s, before the agent started (%s): sign it again",
+			at.UTC().Format(time.RFC3339Nano), v.replay.Since.UTC().Format(time.RFC3339Nano))
 	}
 	fresh, busy := v.replay.add(s.Key+"\x00"+s.Nonce, now, now.Add(2*v.window))
 	switch {
