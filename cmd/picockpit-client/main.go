@@ -40,6 +40,9 @@ commands:
            run one PiControl command here, through the same checks and
            privilege drop as a request over MQTT; exits with its exit code
   acl      print a least-privilege Mosquitto ACL for this device (and a frontend user)
+  connect  test a broker login, save it (password encrypted) and restart the service
+  disconnect  clear this device's retained topics, remove its login, stop the service
+  status   whether the service runs and is connected, to which broker, since when
   version  print the version
 
 flags of run and check:
@@ -64,6 +67,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "picockpit-client", version)
 		return 0
+	case "connect", "disconnect", "status":
+		return map[string]func([]string, io.Writer, io.Writer) int{"connect": connectMain, "disconnect": disconnectMain, "status": statusMain}[cmd](args, stdout, stderr)
 	case "run", "check", "run-command", "acl":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
