@@ -22,7 +22,8 @@ func HADiscoveryTopic(discoveryPrefix, device string) string {
 }
 
 // ClearRetained deletes every retained message under the device's root
-// and the given extra topics (Home Assistant discovery), so the device
+// and the given extra topics (Home Assistant discovery; skipped when the
+// login may not write them, as when it never published them), so the device
 // leaves no ghost on dashboards. It subscribes to {root}/#; the broker
 // sends the retained messages first, and a marker published after the
 // subscription tells when all of them have arrived. It returns the topics
@@ -66,8 +67,19 @@ collect:
 		}
 	}
 	var cleared []string
-	for _, topic := range append(retained, extra...) {
+	for _, topic := range retained {
 		if err := s.publish(ctx, &paho.Publish{Topic: topic, Retain: true}); err != nil {
+			return cleared, err
+		}
+		cleared = append(cleared, topic)
+	}
+	for _, topic := range extra {
+		// Outside the device's tree the login may not write, e.g. Home
+		// Assistant discovery when it was never enabled: nothing to clear.
+		if err := s.publish(ctx, &paho.Publish{Topic: topic, Retain: true}); err != nil {
+			if KindOf(err) == KindPublishDenied {
+				continue
+			}
 			return cleared, err
 		}
 		cleared = append(cleared, topic)
