@@ -19,6 +19,7 @@ import (
 
 	"github.com/picockpit/picockpit-client/agent"
 	"github.com/picockpit/picockpit-client/agent/connect"
+	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/modules/kinds"
 )
 
@@ -124,6 +125,12 @@ func connectMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		fmt.Fprintln(stderr, "nothing was changed")
+		if *provision && res.Root.Device != "" {
+			// Brokers without the dynamic security plugin: the rules to install.
+			fmt.Fprintf(stderr, "\nfor a broker without Mosquitto's dynamic security plugin, give the device a user with these rules\n"+
+				"(Mosquitto acl_file; other brokers take the same topics) and run connect with --username:\n\n%s",
+				contract.MosquittoACL(res.Root.Prefix, res.Root.Device, "picockpit-"+res.Root.Device, "", false))
+		}
 		return 1
 	}
 	fmt.Fprintf(stdout, "ok: connected to %s, published and read back on %s\n", res.URL, res.Root.Base())

@@ -128,3 +128,27 @@ func TestStatusCommand(t *testing.T) {
 		t.Errorf("inactive: exit %d\n%s", code, out.String())
 	}
 }
+
+// TestProvisionWithoutDynsec: --provision against a broker without the
+// dynamic security plugin says so, changes nothing, and prints the ACL to
+// install instead.
+func TestProvisionWithoutDynsec(t *testing.T) {
+	b := brokertest.Mosquitto(t, brokertest.Options{Users: map[string]string{"admin": "adminpw"}})
+	const old = `{"device":{"id":"pi7"},"topics":{"prefix":"home"}}`
+	dir := writeTree(t, map[string]string{"picockpit-client.config.json": old, "admin.pw": "adminpw\n"})
+	calls := fakeSystemctl(t)
+	var out, errb bytes.Buffer
+	code := realMain([]string{"connect", "--config-dir", dir, "--state-dir", t.TempDir(), "--timeout", "2s", "--broker", b.URL,
+		"--provision", "--admin-password-file", filepath.Join(dir, "admin.pw")}, &out, &errb)
+	if code != 1 || len(*calls) != 0 {
+		t.Fatalf("exit %d, systemctl %v\n%s", code, *calls, errb.String())
+	}
+	for _, w := range []string{"mosquitto_dynamic_security.so", "nothing was changed", "user picockpit-pi7\n", "topic readwrite home/pi7/#\n"} {
+		if !strings.Contains(errb.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, errb.String())
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "picockpit-client.config.json")); string(got) != old {
+		t.Errorf("config changed: %s", got)
+	}
+}
