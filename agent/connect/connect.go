@@ -46,6 +46,8 @@ type Options struct {
 	Secrets Secrets
 	// Timeout bounds each network step (default 10s).
 	Timeout time.Duration
+	// ProbeWait bounds the wait for the test message (default Timeout).
+	ProbeWait time.Duration
 }
 
 // Result says what Connect did.
@@ -110,7 +112,7 @@ func (o Options) merged(cfg agent.Config) Options {
 
 func (o Options) target(dev string) Target {
 	return Target{URLs: o.URLs, Username: o.Username, Password: o.Password, CAFile: o.CAFile, CertFile: o.CertFile,
-		KeyFile: o.KeyFile, ClientID: "picockpit-" + dev + "-connect", Timeout: o.Timeout}
+		KeyFile: o.KeyFile, ClientID: "picockpit-" + dev + "-connect", Timeout: o.Timeout, ProbeWait: o.ProbeWait}
 }
 
 func (o Options) haTopics(dev string) []string {

@@ -35,7 +35,7 @@ func setup(t *testing.T) Options {
 	if err := os.WriteFile(filepath.Join(dir, agent.ConfigFileName), []byte(oldConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return Options{ConfigDir: dir, StateDir: t.TempDir(), Secrets: Secrets{ConfigDir: dir, Creds: "-"}, Timeout: 3 * time.Second}
+	return Options{ConfigDir: dir, StateDir: t.TempDir(), Secrets: Secrets{ConfigDir: dir, Creds: "-"}, Timeout: 15 * time.Second}
 }
 
 // unchanged fails the test if the config dir holds anything but the old config.
@@ -95,6 +95,9 @@ func TestConnectFailureKinds(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			o := setup(t)
 			o.URLs, o.Username, o.Password, o.CAFile = []string{c.url}, c.user, []byte(c.pass), c.ca
+			if c.kind == KindReadDenied {
+				o.ProbeWait = 2 * time.Second // the message never comes: do not wait long
+			}
 			_, err := Connect(context.Background(), o)
 			if err == nil {
 				t.Fatal("connect succeeded")

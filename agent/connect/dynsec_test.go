@@ -72,7 +72,7 @@ func TestProvisionWithDynsec(t *testing.T) {
 	dash.WaitFor(15*time.Second, "pi1 online under its provisioned account", brokertest.Topic("picockpit/pi1/status", "online"))
 	dash.WaitFor(15*time.Second, "pi1 info", brokertest.Topic("picockpit/pi1/info"))
 	// It may also publish its Home Assistant discovery.
-	dev := Target{URLs: []string{b.URL}, Username: "picockpit-pi1", Password: devicePW, ClientID: "test-pi1", Timeout: 3 * time.Second}
+	dev := Target{URLs: []string{b.URL}, Username: "picockpit-pi1", Password: devicePW, ClientID: "test-pi1", Timeout: 15 * time.Second}
 	s, err := dial(ctx, dev)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func TestProvisionWithDynsec(t *testing.T) {
 		t.Fatal(err)
 	}
 	pw2, _ := os.ReadFile(PlainPasswordPath(o2.ConfigDir))
-	pi2 := Target{URLs: []string{b.URL}, Username: "picockpit-pi2", Password: []byte(strings.TrimSpace(string(pw2))), ClientID: "test-pi2", Timeout: 3 * time.Second}
+	pi2 := Target{URLs: []string{b.URL}, Username: "picockpit-pi2", Password: []byte(strings.TrimSpace(string(pw2))), ClientID: "test-pi2", Timeout: 15 * time.Second}
 	// Probe against pi1's tree: refused at the subscription.
 	if _, err := Probe(ctx, pi2, contract.Root{Prefix: "picockpit", Device: "pi1"}); KindOf(err) != KindSubscribeDenied ||
 		!strings.Contains(err.Error(), "not authorized to subscribe") {

@@ -36,6 +36,9 @@ type Target struct {
 	// Timeout bounds each connection attempt and each wait for an answer
 	// (default 10s).
 	Timeout time.Duration
+	// ProbeWait is how long Probe waits for its message to come back before
+	// it concludes that reading is not allowed (default Timeout).
+	ProbeWait time.Duration
 }
 
 func (t Target) timeout() time.Duration {

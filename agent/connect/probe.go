@@ -33,7 +33,11 @@ func Probe(ctx context.Context, t Target, root contract.Root) (string, error) {
 	if err := s.publish(ctx, &paho.Publish{Topic: topic, Payload: nonce, Properties: &paho.PublishProperties{MessageExpiry: &expiry}}); err != nil {
 		return s.url, err
 	}
-	wait := time.NewTimer(t.timeout())
+	patience := t.ProbeWait
+	if patience <= 0 {
+		patience = t.timeout()
+	}
+	wait := time.NewTimer(patience)
 	defer wait.Stop()
 	for {
 		select {
@@ -43,7 +47,7 @@ func Probe(ctx context.Context, t Target, root contract.Root) (string, error) {
 			}
 		case <-wait.C:
 			return s.url, &Error{Kind: KindReadDenied, URL: s.url,
-				Detail: fmt.Sprintf("the broker accepted a publish to %s and the subscription to it, but the message never came back in %s: the ACL lets this user write but not read its own topics (see `picockpit-client acl`)", topic, t.timeout())}
+				Detail: fmt.Sprintf("the broker accepted a publish to %s and the subscription to it, but the message never came back in %s: the ACL lets this user write but not read its own topics (see `picockpit-client acl`)", topic, patience)}
 		case <-ctx.Done():
 			return s.url, &Error{Kind: KindTimeout, URL: s.url, Detail: "interrupted", Err: ctx.Err()}
 		}

@@ -77,7 +77,7 @@ func TestTLSDiagnosis(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Probe(context.Background(), Target{URLs: []string{c.url}, CAFile: caFile, ClientID: "t", Timeout: 3 * time.Second},
+			_, err := Probe(context.Background(), Target{URLs: []string{c.url}, CAFile: caFile, ClientID: "t", Timeout: 15 * time.Second},
 				contract.Root{Prefix: "p", Device: "d"})
 			if KindOf(err) != KindTLS {
 				t.Fatalf("kind %v: %v", KindOf(err), err)
