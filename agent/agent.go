@@ -57,6 +57,7 @@ type Agent struct {
 	session *Session
 	notify  Notifier
 	started time.Time
+	status  *statusFile
 
 	mu      sync.Mutex
 	running []runningModule
@@ -188,8 +189,9 @@ func New(opts Options) (*Agent, LoadResult, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, res, fmt.Errorf("state dir: %w", err)
 	}
+	a.status = newStatusFile(opts.StateDir, Status{PID: os.Getpid(), Version: opts.Version, Device: a.device.ID, StartedAt: a.started})
 	s, err := NewSession(SessionConfig{Broker: a.cfg.Broker, Root: a.root, StateDir: opts.StateDir,
-		Log: log.With("component", "mqtt"), OnStatus: a.notify.Status, Info: a.infoPayload})
+		Log: log.With("component", "mqtt"), OnStatus: a.notify.Status, Info: a.infoPayload, OnConn: a.observeConn})
 	if err != nil {
 		return nil, res, err
 	}
@@ -215,6 +217,13 @@ func (a *Agent) infoPayload() []byte {
 // Run connects, starts the modules and serves until ctx is cancelled; then
 // it stops the modules, publishes offline and disconnects.
 func (a *Agent) Run(ctx context.Context, initial map[string]modules.Module, problems []modules.Problem) error {
+	a.status.st.ClientID = a.session.ClientID()
+	a.observeConn(ConnEvent{Kind: ConnConnecting})
+	defer func() {
+		if err := a.status.stopped(); err != nil {
+			a.log.Warn("status file", "err", err)
+		}
+	}()
 	if err := a.session.Start(); err != nil {
 		return err
 	}
@@ -269,6 +278,13 @@ func (a *Agent) Run(ctx context.Context, initial map[string]modules.Module, prob
 			defer cancel()
 			return a.session.Close(sctx)
 		}
+	}
+}
+
+// observeConn records a connection state change in the status file.
+func (a *Agent) observeConn(ev ConnEvent) {
+	if err := a.status.observe(ev); err != nil {
+		a.log.Warn("status file", "err", err)
 	}
 }
 

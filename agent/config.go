@@ -246,6 +246,9 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 			cfg.origin[key] = where
 		}
 	}
+	if cfg.Broker.Password == "" && cfg.Broker.PasswordFile == "" {
+		cfg.Broker.PasswordFile = credentialFile(environ)
+	}
 	if len(errs) > 0 {
 		// Values that failed keep their defaults; check the rest anyway.
 		errs = append(errs, cfg.validate()...)
@@ -358,6 +361,26 @@ func leafTypes(t reflect.Type, prefix string) map[string]reflect.Type {
 		out[prefix+tag] = f.Type
 	}
 	return out
+}
+
+// CredentialName is the systemd credential holding the broker password
+// (stored by `picockpit-client connect`, loaded by the unit with
+// LoadCredentialEncrypted=). When the config sets neither broker.password
+// nor broker.password_file, the agent uses
+// $CREDENTIALS_DIRECTORY/broker-password if it holds a password.
+const CredentialName = "broker-password"
+
+func credentialFile(environ []string) string {
+	for _, kv := range environ {
+		if dir, ok := strings.CutPrefix(kv, "CREDENTIALS_DIRECTORY="); ok && filepath.IsAbs(dir) {
+			p := filepath.Join(dir, CredentialName)
+			// The unit's fallback (SetCredential=) is an empty line: no password.
+			if b, err := os.ReadFile(p); err == nil && strings.TrimRight(string(b), "\r\n") != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 func looksLikeConfigEnv(name string, known map[string]bool) bool {

@@ -57,6 +57,8 @@ type SessionConfig struct {
 	OnStatus func(string)
 	// Info returns the retained info payload, published on every connect.
 	Info func() []byte
+	// OnConn observes connection state changes (the status file); optional.
+	OnConn func(ConnEvent)
 }
 
 // Session is the agent's MQTT 5 connection: it owns the paho connection
@@ -80,6 +82,7 @@ type Session struct {
 	onlineSet bool
 	lastUp    time.Time
 	flaps     int
+	url       string // redacted URL of the latest connection attempt
 	retained  map[string]*retainedTopic
 	filters   map[string]bool // full filters subscribed at the broker this connection
 	subs      []*subscription
@@ -142,6 +145,9 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	if s.cfg.OnStatus == nil {
 		s.cfg.OnStatus = func(string) {}
+	}
+	if s.cfg.OnConn == nil {
+		s.cfg.OnConn = func(ConnEvent) {}
 	}
 	return s, nil
 }
@@ -208,6 +214,9 @@ func (s *Session) Start() error {
 		WillProperties:                &paho.WillProperties{WillDelayInterval: &willDelay},
 		ConnectPacketBuilder: func(cp *paho.Connect, u *url.URL) (*paho.Connect, error) {
 			s.ConnectAttempts.Add(1)
+			s.mu.Lock()
+			s.url = u.Redacted()
+			s.mu.Unlock()
 			s.log.Debug("connecting", "url", u.Redacted())
 			if cp.Properties == nil {
 				cp.Properties = &paho.ConnectProperties{}
@@ -337,6 +346,10 @@ func (s *Session) onConnectError(err error) {
 	msg := describeConnectError(err)
 	s.log.Warn("connect failed", "err", msg, "attempts", s.ConnectAttempts.Load())
 	s.cfg.OnStatus("retrying: " + msg)
+	s.mu.Lock()
+	u := s.url
+	s.mu.Unlock()
+	s.cfg.OnConn(ConnEvent{Kind: ConnFailed, URL: u, Err: msg})
 }
 
 // describeConnectError turns a connection error into a sentence a user can act on.
@@ -380,6 +393,7 @@ func (s *Session) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	gen := s.gen
 	s.lastUp = time.Now()
 	s.connected = true
+	u := s.url
 	s.filters = map[string]bool{}
 	close(s.connCh)
 	s.connCh = make(chan struct{})
@@ -388,7 +402,8 @@ func (s *Session) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 		filters = append(filters, s.root.Topic(sub.filter))
 	}
 	s.mu.Unlock()
-	s.log.Info("connected", "client_id", s.clientID, "session_present", ca.SessionPresent)
+	s.log.Info("connected", "client_id", s.clientID, "url", u, "session_present", ca.SessionPresent)
+	s.cfg.OnConn(ConnEvent{Kind: ConnUp, URL: u})
 	go s.afterConnect(cm, gen, filters)
 }
 
@@ -462,6 +477,7 @@ func (s *Session) onDown() {
 	if !stopping {
 		s.log.Warn("connection lost; reconnecting")
 		s.cfg.OnStatus("connection lost; reconnecting")
+		s.cfg.OnConn(ConnEvent{Kind: ConnDown})
 	}
 }
 

@@ -370,7 +370,7 @@ func TestACL(t *testing.T) {
 	if code := realMain([]string{"acl", "--config-dir", dir, "--frontend-user", "nodered"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{"user kpi\n", "topic write home/pis/kitchen/#\n", "topic read home/pis/kitchen/gpio/+/set\n",
+	for _, want := range []string{"user kpi\n", "topic readwrite home/pis/kitchen/#\n",
 		"user nodered\n", "topic read home/pis/#\n", "topic write home/pis/+/picontrol/run/+/+\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("acl output lacks %q:\n%s", want, out.String())
