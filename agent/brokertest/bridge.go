@@ -12,7 +12,7 @@ import (
 // appended to its configuration.
 func MosquittoBridged(t testing.TB, opts Options, bridgeConf string) *Broker {
 	t.Helper()
-	return mosquitto(t, opts, bridgeConf)
+	return mosquitto(t, opts, func(b *Broker) { b.appendConfig(bridgeConf) })
 }
 
 // appendConfig appends conf to the broker's mosquitto.conf.

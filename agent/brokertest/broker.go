@@ -71,12 +71,12 @@ type Broker struct {
 // and is started again on new ports.
 func Mosquitto(t testing.TB, opts Options) *Broker {
 	t.Helper()
-	return mosquitto(t, opts, "")
+	return mosquitto(t, opts, nil)
 }
 
-// mosquitto starts Mosquitto with extraConf appended to its configuration,
-// on new ports until they are free.
-func mosquitto(t testing.TB, opts Options, extraConf string) *Broker {
+// mosquitto starts Mosquitto on new ports until they are free; prepare, if
+// not nil, runs after each attempt's mosquitto.conf is written (to add to it).
+func mosquitto(t testing.TB, opts Options, prepare func(b *Broker)) *Broker {
 	t.Helper()
 	bin, err := mosquittoBin()
 	if err != nil {
@@ -88,8 +88,8 @@ func mosquitto(t testing.TB, opts Options, extraConf string) *Broker {
 	for i := 1; ; i++ {
 		b.pickPorts()
 		b.writeMosquittoConfig()
-		if extraConf != "" {
-			b.appendConfig(extraConf)
+		if prepare != nil {
+			prepare(b)
 		}
 		err := b.startMosquitto(bin)
 		if err == nil {

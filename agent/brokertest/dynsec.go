@@ -25,29 +25,26 @@ func MosquittoDynsec(t testing.TB, opts Options) (*Broker, Dynsec) {
 	if len(opts.Users) > 0 || opts.ACL != "" {
 		t.Fatal("brokertest: MosquittoDynsec manages users and ACLs itself")
 	}
-	bin, err := mosquittoBin()
-	if err != nil {
-		t.Fatalf("mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients, or run make test which installs it): %v", err)
-	}
 	plugin := dynsecPlugin(t)
-	b := newBroker(t, "mosquitto", opts)
-	ds := Dynsec{AdminUser: "admin", AdminPassword: "admin-secret", ConfigFile: filepath.Join(b.dir, "dynamic-security.json")}
-	if out, err := exec.Command("mosquitto_ctrl", "dynsec", "init", ds.ConfigFile, ds.AdminUser, ds.AdminPassword).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_ctrl dynsec init: %v: %s", err, out)
-	}
-	b.writeMosquittoConfig()
-	conf := filepath.Join(b.dir, "mosquitto.conf")
-	c, err := os.ReadFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(c), "allow_anonymous true\n",
-		"allow_anonymous false\nplugin "+plugin+"\nplugin_opt_config_file "+ds.ConfigFile+"\n", 1)
-	if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.startMosquitto(bin)
-	t.Cleanup(b.Stop)
+	var ds Dynsec
+	b := mosquitto(t, opts, func(b *Broker) {
+		if ds.ConfigFile == "" {
+			ds = Dynsec{AdminUser: "admin", AdminPassword: "admin-secret", ConfigFile: filepath.Join(b.dir, "dynamic-security.json")}
+			if out, err := exec.Command("mosquitto_ctrl", "dynsec", "init", ds.ConfigFile, ds.AdminUser, ds.AdminPassword).CombinedOutput(); err != nil {
+				t.Fatalf("mosquitto_ctrl dynsec init: %v: %s", err, out)
+			}
+		}
+		conf := filepath.Join(b.dir, "mosquitto.conf")
+		c, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.Replace(string(c), "allow_anonymous true\n",
+			"allow_anonymous false\nplugin "+plugin+"\nplugin_opt_config_file "+ds.ConfigFile+"\n", 1)
+		if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
 	return b, ds
 }
 
