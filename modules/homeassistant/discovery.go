@@ -29,12 +29,10 @@ import (
 	"github.com/picockpit/picockpit-client/agent/contract"
 )
 
-// PiDoctor's app name and report topic. They are not in agent/contract yet;
-// the pidoctor module defines them (extension point: switch to the contract
-// constants once they exist there).
+// PiDoctor's app name (as info.apps lists it) and report topic.
 const (
 	PiDoctorApp         = "pidoctor"
-	TopicPiDoctorReport = "pidoctor/report"
+	TopicPiDoctorReport = contract.TopicPiDoctorReport
 )
 
 // Origin names the software behind the discovery messages.
