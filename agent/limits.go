@@ -26,13 +26,17 @@ const (
 	// of keys and values together).
 	MaxUserProperties = 4 << 10
 
-	// maxPacketSize is the CONNECT Maximum Packet Size: the largest request
-	// the broker may send us. It is the largest request payload plus room
-	// for the largest topic, correlation data, response topic and user
-	// properties, so that every request a module could accept arrives, and a
-	// request that is too large but still fits gets a clear "rejected"
-	// answer. Bigger packets are dropped by the broker (MQTT 5 §3.1.2.11.4).
-	maxPacketSize = MaxRequestPayload + MaxRequestTopic + MaxCorrelationData + MaxResponseTopic + MaxUserProperties + 1<<10
+	// maxPacketSize is the CONNECT Maximum Packet Size: bigger requests are
+	// dropped by the broker (MQTT 5 §3.1.2.11.4) and never reach the agent;
+	// everything up to it is read, checked and answered "rejected" when too
+	// large (the payload is dropped at once, so the memory is transient).
+	// It is well above what modules accept, on purpose: Mosquitto 2.0.11
+	// keeps a receive slot for every QoS 1 message it drops for being too
+	// large, so 64 such messages (receiveMaximum) would cut the agent off
+	// from all requests until it reconnects; a clear "rejected" is better for
+	// everything short of an attack. paho buffers at most receiveMaximum
+	// packets between the socket and the router.
+	maxPacketSize = 512 << 10
 
 	// logStringLimit truncates attacker-controlled strings in logs and events.
 	logStringLimit = 128
@@ -88,31 +92,39 @@ func shrinkToFit(p *paho.Publish, limit int) bool {
 	var out, errOut string
 	_ = json.Unmarshal(m["stdout"], &out)
 	_ = json.Unmarshal(m["stderr"], &errOut)
-	over := size - limit
-	if len(out)+len(errOut) < over {
+	if len(out)+len(errOut) == 0 {
 		return false
 	}
-	// Cut both streams by the same share, rounding in favour of fitting;
-	// JSON escaping can make the encoded text longer than the raw text, so
-	// retry with a smaller budget until it fits.
-	for budget := len(out) + len(errOut) - over - 16; budget >= 0; budget -= max(64, over/4) {
+	// The largest share of the output that fits (JSON escaping makes the
+	// encoded text longer than the raw bytes, so measure, don't compute).
+	try := func(budget int) []byte {
 		o, e := cutPair(out, errOut, budget)
 		m["stdout"], _ = json.Marshal(o)
 		m["stderr"], _ = json.Marshal(e)
 		m["truncated"] = json.RawMessage("true")
-		b, err := json.Marshal(m)
-		if err != nil {
-			return false
-		}
-		p.Payload = b
-		if packetSize(p) <= limit {
-			return true
-		}
-		if budget == 0 {
-			break
+		b, _ := json.Marshal(m)
+		return b
+	}
+	fits := func(b []byte) bool {
+		q := *p
+		q.Payload = b
+		return packetSize(&q) <= limit
+	}
+	best := try(0)
+	if !fits(best) {
+		return false
+	}
+	lo, hi := 0, len(out)+len(errOut)-1 // lo fits; above hi is the original, too large
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if b := try(mid); fits(b) {
+			lo, best = mid, b
+		} else {
+			hi = mid - 1
 		}
 	}
-	return false
+	p.Payload = best
+	return true
 }
 
 // cutPair shortens a and b to budget bytes in total, each keeping a share

@@ -685,3 +685,32 @@ func TestExpiredRequestsAnsweredRejected(t *testing.T) {
 		t.Errorf("module ran %d requests, want only the blocker", n)
 	}
 }
+
+// 8: requests larger than the module limits but within the agent's
+// Maximum Packet Size are answered rejected; a flood of them does not cut
+// the agent off (Mosquitto 2.0.11 keeps a receive slot for every QoS 1
+// message it drops as too large for a client, so 64 dropped ones would).
+func TestOversizedFloodKeepsAgentReachable(t *testing.T) {
+	b := brokertest.Mosquitto(t, brokertest.Options{})
+	pk := &probeKind{}
+	a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{pk.kind()}})
+	c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
+	reply := a.Topic("reply/big")
+	c.Subscribe(reply)
+	big := make([]byte, 300<<10)
+	const n = 100
+	for i := range n {
+		c.Publish(a.Topic("probe/big"), big, brokertest.PublishOptions{QoS: 1, ResponseTopic: reply, Correlation: []byte(fmt.Sprint(i))})
+	}
+	c.Publish(a.Topic("probe/small"), []byte("x"), brokertest.PublishOptions{QoS: 1, ResponseTopic: reply, Correlation: []byte("small")})
+	got := waitAnswers(t, c, reply, n+1, wait)
+	for corr, ms := range got {
+		want := contract.StatusRejected
+		if corr == "small" {
+			want = "ok"
+		}
+		if len(ms) != 1 || status(ms[0]) != want {
+			t.Errorf("request %s: %s, want one %s", corr, show(ms), want)
+		}
+	}
+}
