@@ -116,7 +116,7 @@ func newFlags(out io.Writer, opts *agent.Options, level *string, sets *stringLis
 	fs := flag.NewFlagSet("picockpit-client", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&opts.ConfigDir, "config-dir", "/etc/picockpit-client", "directory with picockpit-client.config.json and apps/")
-	fs.StringVar(&opts.StateDir, "state-dir", "/var/lib/picockpit-client", "directory for the MQTT session state")
+	fs.StringVar(&opts.StateDir, "state-dir", "/var/lib/picockpit-client", "directory for module state kept across restarts")
 	fs.StringVar(level, "log-level", "", "override log.level (debug, info, warn, error)")
 	fs.Var(sets, "set", "override a config key, key=value (repeatable), e.g. --set broker.url=mqtts://broker:8883")
 	return fs
