@@ -113,9 +113,8 @@ func (r *router) onPublish(pr paho.PublishReceived) (bool, error) {
 			// again with every reply: answer without it.
 			r.reject(req, fmt.Sprintf("correlation data of %d bytes refused: the limit is %d", len(cd), MaxCorrelationData))
 			return true, nil
-		} else {
-			req.CorrelationData = cd
 		}
+		req.CorrelationData = pp.CorrelationData
 	}
 	if p.Retain && len(p.Payload) == 0 {
 		return true, nil // someone clearing a retained request: nothing to run
