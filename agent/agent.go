@@ -7,6 +7,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -64,6 +65,8 @@ type Agent struct {
 	apps    []string
 	// staleTimer clears retained topics left over by the last reload.
 	staleTimer *time.Timer
+	// stateErr says why the state dir cannot be written (nil: it can).
+	stateErr error
 }
 
 type runningModule struct {
@@ -186,9 +189,7 @@ func New(opts Options) (*Agent, LoadResult, error) {
 	}
 	a := &Agent{opts: opts, log: log, cfg: res.Config, device: res.Device, notify: Notifier{log}, started: time.Now().UTC()}
 	a.root = contract.Root{Prefix: a.cfg.Topics.Prefix, Device: a.device.ID}
-	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
-		return nil, res, fmt.Errorf("state dir: %w", err)
-	}
+	stateErr := checkStateDir(opts.StateDir)
 	a.status = newStatusFile(opts.StateDir, Status{PID: os.Getpid(), Version: opts.Version, Device: a.device.ID, StartedAt: a.started})
 	s, err := NewSession(SessionConfig{Broker: a.cfg.Broker, Root: a.root, StateDir: opts.StateDir,
 		Log: log.With("component", "mqtt"), OnStatus: a.notify.Status, Info: a.infoPayload, OnConn: a.observeConn})
@@ -196,7 +197,33 @@ func New(opts Options) (*Agent, LoadResult, error) {
 		return nil, res, err
 	}
 	a.session = s
+	a.stateErr = stateErr
 	return a, res, nil
+}
+
+// checkStateDir makes sure the state directory exists and can be written.
+// A state dir that cannot be written is reported (log, events, STATUS=) and
+// does not stop the agent: the session keeps its state in memory, and only
+// what modules keep across restarts is lost. It also removes the on-disk
+// MQTT session of older versions, which could replay a packet the broker
+// refuses after every restart.
+func checkStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	_ = os.RemoveAll(filepath.Join(dir, "session"))
+	f, err := os.CreateTemp(dir, ".write-test-")
+	if err != nil {
+		return fmt.Errorf("state dir %s cannot be written: %w", dir, err)
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("ok"))
+	cerr := f.Close()
+	_ = os.Remove(name)
+	if werr != nil || cerr != nil {
+		return fmt.Errorf("state dir %s cannot be written: %w", dir, errors.Join(werr, cerr))
+	}
+	return nil
 }
 
 // Root returns the device's topic root.
@@ -231,6 +258,10 @@ func (a *Agent) Run(ctx context.Context, initial map[string]modules.Module, prob
 		"broker", strings.Join(a.cfg.Broker.URL, ","), "client_id", a.session.ClientID())
 	a.startModules(initial)
 	a.reportProblems(problems)
+	if a.stateErr != nil {
+		a.session.Event(contract.Event{Kind: contract.EventError, Message: a.stateErr.Error() + "; the agent keeps serving, but module state kept across restarts is lost: fix the directory's permissions or free space"})
+		a.notify.Status("error: " + a.stateErr.Error())
+	}
 	a.session.Event(contract.Event{Kind: contract.EventStarted, Message: "agent started", Fields: map[string]any{"version": a.opts.Version}})
 
 	// READY=1 once online, or after a bounded wait so boot is not held up.
@@ -266,7 +297,7 @@ func (a *Agent) Run(ctx context.Context, initial map[string]modules.Module, prob
 			// Pinged only from this loop: if it stalls, systemd restarts us.
 			a.notify.Send("WATCHDOG=1")
 		case <-a.opts.Reload:
-			a.reload()
+			a.reloadWatched()
 		case <-ctx.Done():
 			if a.staleTimer != nil {
 				a.staleTimer.Stop()
@@ -335,6 +366,32 @@ func (a *Agent) stopModules() {
 			a.log.Warn("module close", "module", r.kind, "err", err)
 		}
 	}
+}
+
+// reloadWatched runs reload while pinging the systemd watchdog: stopping
+// a module waits for its commands (up to their kill_grace), longer than
+// WatchdogSec may allow.
+func (a *Agent) reloadWatched() {
+	iv := WatchdogInterval()
+	if iv <= 0 {
+		a.reload()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				a.notify.Send("WATCHDOG=1")
+			}
+		}
+	}()
+	a.reload()
+	close(done)
 }
 
 // reload re-reads the module files (and module sections of the config) and

@@ -205,10 +205,8 @@ func (b *moduleBus) SubscribeDiscovery(rel string, h func([]byte)) error {
 		return err
 	}
 	b.s.ext.add(b.owner, full, h)
-	b.s.mu.Lock()
-	up, cm := b.s.connected, b.s.cm
-	b.s.mu.Unlock()
-	if up && cm != nil {
+	up, _, _ := b.s.conn.state()
+	if cm := b.s.conn.manager(); up && cm != nil {
 		// Synchronously: the module's first publish must not overtake the
 		// retained message a previous run left there.
 		b.s.subscribeExternal(cm, []string{full})
@@ -225,11 +223,9 @@ func (b *moduleBus) Retained(topic string) ([]byte, <-chan struct{}) {
 // retainedPayload returns a copy of the cached retained payload of a full
 // topic, or nil.
 func (s *Session) retainedPayload(full string) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rt := s.retained[full]
-	if rt == nil || rt.pub == nil || len(rt.pub.Payload) == 0 {
+	b, ok := s.retained.value(full)
+	if !ok || len(b) == 0 {
 		return nil
 	}
-	return append([]byte(nil), rt.pub.Payload...)
+	return append([]byte(nil), b...)
 }

@@ -58,13 +58,21 @@ func trustedKeys(configDir string) (*signature.Verifier, []modules.Problem) {
 }
 
 // userProperties copies a message's user properties for modules.Request.
+// maxSignatureProperty bounds the value of a signature user property that is
+// kept with a request (the longest, sig, is 88 bytes of base64).
+const maxSignatureProperty = 256
+
 func userProperties(up paho.UserProperties) []signature.Property {
-	if len(up) == 0 {
-		return nil
-	}
-	out := make([]signature.Property, len(up))
-	for i, p := range up {
-		out[i] = signature.Property{Key: p.Key, Value: p.Value}
+	var out []signature.Property
+	for _, p := range up {
+		switch p.Key {
+		case signature.PropKey, signature.PropTime, signature.PropNonce, signature.PropSig:
+			// Only what a signature check reads is kept, and only when
+			// small: a request's size is checked before it is queued.
+			if len(p.Value) <= maxSignatureProperty && len(out) < 8 {
+				out = append(out, signature.Property{Key: p.Key, Value: p.Value})
+			}
+		}
 	}
 	return out
 }

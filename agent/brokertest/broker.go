@@ -42,6 +42,10 @@ type Options struct {
 	// Nagle keeps Mosquitto's default set_tcp_nodelay false; tests want
 	// no delay (the default here), benchmarks measure both.
 	Nagle bool
+	// Extra is added to mosquitto.conf after the mqtt:// listener line:
+	// global settings ("max_packet_size 1024") and settings of that listener
+	// ("max_qos 0"). Mosquitto only.
+	Extra string
 }
 
 // Broker is a running broker. Stop and Start restart it on the same ports.
@@ -119,8 +123,8 @@ func mosquittoBin() (string, error) {
 // Mochi starts an embedded mochi-mqtt v2 broker.
 func Mochi(t testing.TB, opts Options) *Broker {
 	t.Helper()
-	if opts.ACL != "" {
-		t.Fatal("brokertest: ACL files are Mosquitto only")
+	if opts.ACL != "" || opts.Extra != "" {
+		t.Fatal("brokertest: ACL files and Extra settings are Mosquitto only")
 	}
 	b := newBroker(t, "mochi", opts)
 	b.startMochi()
@@ -208,6 +212,9 @@ func (b *Broker) writeMosquittoConfig() {
 		fmt.Fprintf(&c, "acl_file %s\n", acl)
 	}
 	fmt.Fprintf(&c, "listener %d 127.0.0.1\n", b.ports["mqtt"])
+	if b.opts.Extra != "" {
+		c.WriteString(strings.TrimRight(b.opts.Extra, "\n") + "\n")
+	}
 	tlsLines := func() {
 		fmt.Fprintf(&c, "cafile %s\ncertfile %s\nkeyfile %s\n", b.Certs.CAFile, b.Certs.CertFile, b.Certs.KeyFile)
 		if b.opts.RequireClientCert {

@@ -124,6 +124,8 @@ type PublishOptions struct {
 	Correlation   []byte
 	Expiry        uint32 // seconds; 0 = none
 	Requester     string
+	// User are more user properties (e.g. "not_after").
+	User map[string]string
 }
 
 // Publish publishes and waits for the acknowledgement at QoS > 0.
@@ -144,6 +146,9 @@ func (c *Client) TryPublish(topic string, payload []byte, o PublishOptions) erro
 	}
 	if o.Requester != "" {
 		p.Properties.User = paho.UserProperties{{Key: "requester", Value: o.Requester}}
+	}
+	for k, v := range o.User {
+		p.Properties.User = append(p.Properties.User, paho.UserProperty{Key: k, Value: v})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

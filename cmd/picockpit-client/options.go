@@ -27,7 +27,7 @@ func newConfigFlags(fs *flag.FlagSet, withState bool) *configFlags {
 	cf := &configFlags{}
 	fs.StringVar(&cf.opts.ConfigDir, "config-dir", "/etc/picockpit-client", "`DIR` with "+agent.ConfigFileName+" and apps/")
 	if withState {
-		fs.StringVar(&cf.opts.StateDir, "state-dir", "/var/lib/picockpit-client", "`DIR` for the agent's state (MQTT session)")
+		fs.StringVar(&cf.opts.StateDir, "state-dir", "/var/lib/picockpit-client", "`DIR` for state kept across restarts (status file, module state; the MQTT session is in memory)")
 	}
 	fs.BoolFunc("trust-own-files", "also trust config files of the daemon's own non-root user (test trees; refused as root)", func(string) error { return agent.TrustOwnFiles() })
 	fs.Var(&cf.sets, "set", "override a config `key=value` (repeatable), e.g. --set broker.url=mqtts://broker:8883;\n"+
