@@ -176,7 +176,9 @@ func (c *connection) start() error {
 		return fmt.Errorf("mqtt: %w", err)
 	}
 	c.mu.Lock()
-	c.cm = cm
+	if c.cm == nil {
+		c.cm = cm
+	}
 	c.mu.Unlock()
 	c.onStatus("connecting to " + strings.Join(b.URL, ", "))
 	return nil
@@ -201,6 +203,7 @@ func (c *connection) connUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 		}
 	}
 	c.mu.Lock()
+	c.cm = cm // the connection can come up before NewConnection returned
 	c.gen++
 	gen := c.gen
 	if !ca.SessionPresent {
