@@ -95,7 +95,10 @@ func (e *signedE2E) publish(topic, payload, corr string, props []signature.Prope
 		e.t.Fatal(err)
 	}
 	args := []string{"-V", "mqttv5", "-q", "1", "-h", u.Hostname(), "-p", u.Port(), "-t", topic, "-m", payload,
-		"-D", "publish", "response-topic", e.a.Topic("reply/signed"), "-D", "publish", "correlation-data", corr}
+		"-D", "publish", "response-topic", e.a.Topic("reply/signed"), "-D", "publish", "correlation-data", corr,
+		// One requester per case: refusals beyond a few per requester in
+		// ten seconds are summed up in one event (flood protection).
+		"-D", "publish", "user-property", "requester", "signer-" + corr}
 	for _, p := range props {
 		args = append(args, "-D", "publish", "user-property", p.Key, p.Value)
 	}
