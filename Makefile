@@ -17,7 +17,7 @@ PKGS       := ./...
 TEST_RESULTS ?= bin/test-results
 SUMMARY    := bin/testsummary
 
-.PHONY: help build test test-go fuzz stress vet lint demo bench cross deb repo test-deb test-nodered deps clean
+.PHONY: help build test test-go fuzz stress vet lint demo bench bench-floor cross deb repo test-deb test-nodered deps clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -25,11 +25,12 @@ help: ## list the targets
 build: ## build bin/picockpit-client for this machine (static, CGO_ENABLED=0)
 	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/picockpit-client ./cmd/picockpit-client
 
-deps: ## install what the tests and the demo need (mosquitto, mosquitto-clients, gcc for -race) if missing
+deps: ## install what the tests and the demo need (mosquitto, mosquitto-clients, gcc for -race, nodejs for the flow tests) if missing
 	@missing=; \
 	{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
 	command -v mosquitto_sub >/dev/null || missing="$$missing mosquitto-clients"; \
 	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -90,6 +91,10 @@ demo: deps ## the agent on a throwaway local Mosquitto with fake hardware, in a 
 bench: deps ## benchmarks (figures go to docs/performance.md)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
 
+FLOOR_N ?= 300
+bench-floor: deps ## the agent against the floor in one run: FLOOR_N interleaved requests per case (docs/performance.md)
+	$(GO) test -run='^$$' -bench='^BenchmarkFloor$$' -benchtime=$(FLOOR_N)x -timeout 60m ./modules/kinds/floorbench/
+
 cross: ## static binaries for armhf (GOARM=6), arm64, amd64 in dist/
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6 $(GO) build $(BUILDFLAGS) -o dist/linux_armhf/picockpit-client ./cmd/picockpit-client
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(BUILDFLAGS) -o dist/linux_arm64/picockpit-client ./cmd/picockpit-client
@@ -106,12 +111,17 @@ test-deb: ## install the package into a debootstrapped Debian 12 from the signed
 	debian/test-deb.sh
 
 NODE_RED_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/picockpit-client/node-red
-test-nodered: deps $(SUMMARY) ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard 2 against a real broker and agent
-	@command -v npm >/dev/null || { echo "npm is needed (apt-get install nodejs npm)"; exit 1; }
+test-nodered: deps $(SUMMARY) ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard 2 against a real broker and two agents, driven in headless Chromium
+	@missing=; command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 	mkdir -p $(NODE_RED_DIR)
 	cd $(NODE_RED_DIR) && [ -x node_modules/.bin/node-red ] || npm install --no-audit --no-fund --loglevel=error node-red@4.1.8 @flowfuse/node-red-dashboard@1.31.0
 	@mkdir -p $(TEST_RESULTS)
-	set -o pipefail; NODE_RED_DIR=$(NODE_RED_DIR) $(GO) test -json -tags nodered -run TestNodeRedFlow -count=1 ./modules/kinds/ | \
+	set -o pipefail; NODE_RED_DIR=$(NODE_RED_DIR) $(GO) test -json -tags nodered -run 'TestNodeRed' -count=1 ./modules/kinds/ | \
 		$(SUMMARY) -totals=false -save $(TEST_RESULTS)/nodered.json
 
 clean: ## remove build output

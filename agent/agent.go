@@ -57,6 +57,7 @@ type Agent struct {
 	session *Session
 	notify  Notifier
 	started time.Time
+	status  *statusFile
 
 	mu      sync.Mutex
 	running []runningModule
@@ -107,6 +108,9 @@ func Load(opts Options, log *slog.Logger) (LoadResult, error) {
 	var res LoadResult
 	cfg, cfgErr := LoadConfig(opts.ConfigDir, opts.Environ, opts.Sets, SectionKeys(opts.Kinds))
 	res.Config = cfg
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
 	dev, err := ReadDevice(cfg.Host.Root, cfg.Device.ID)
 	if err != nil && cfgErr == nil {
 		return res, &ConfigError{Where: "identity", Key: "device.id", Err: err}
@@ -130,11 +134,14 @@ func loadModules(opts Options, cfg Config, dev contract.Device, log *slog.Logger
 				filepath.Base(d), strings.Join(KindNames(opts.Kinds), ", "))})
 		}
 	}
+	verifier, probs := trustedKeys(opts.ConfigDir) // signed requests: agent/trustedkeys.go
+	problems = append(problems, probs...)
 	mods := map[string]modules.Module{}
 	for _, k := range opts.Kinds {
 		files, probs := ModuleFiles(opts.ConfigDir, k.Name)
 		problems = append(problems, probs...)
 		env := ModuleEnv(opts, cfg, dev, log) // modules tag their lines with .With("module", ...)
+		env.Signatures = verifier
 		m, probs := k.Load(env, cfg.Sections[k.SectionKey()], cfg.File, files)
 		problems = append(problems, probs...)
 		if m != nil {
@@ -151,9 +158,9 @@ func ModuleFiles(configDir, kind string) ([]modules.File, []modules.Problem) {
 	var files []modules.File
 	var problems []modules.Problem
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, _, err := ReadTrusted(configDir, p) // StrictModes: agent/strictmodes.go
 		if err != nil {
-			problems = append(problems, modules.Problem{File: p, Err: err})
+			problems = append(problems, modules.Problem{File: p, Err: refusal(p, err)})
 			continue
 		}
 		files = append(files, modules.File{Path: p, Data: b})
@@ -182,8 +189,9 @@ func New(opts Options) (*Agent, LoadResult, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, res, fmt.Errorf("state dir: %w", err)
 	}
+	a.status = newStatusFile(opts.StateDir, Status{PID: os.Getpid(), Version: opts.Version, Device: a.device.ID, StartedAt: a.started})
 	s, err := NewSession(SessionConfig{Broker: a.cfg.Broker, Root: a.root, StateDir: opts.StateDir,
-		Log: log.With("component", "mqtt"), OnStatus: a.notify.Status, Info: a.infoPayload})
+		Log: log.With("component", "mqtt"), OnStatus: a.notify.Status, Info: a.infoPayload, OnConn: a.observeConn})
 	if err != nil {
 		return nil, res, err
 	}
@@ -201,13 +209,21 @@ func (a *Agent) infoPayload() []byte {
 	a.mu.Lock()
 	apps := append([]string{}, a.apps...)
 	a.mu.Unlock()
-	b, _ := marshal(contract.Info{Contract: contract.Version, Agent: a.opts.Version, Device: a.device, Apps: apps, StartedAt: a.started})
+	b, _ := marshal(contract.Info{Contract: contract.Version, Agent: a.opts.Version, Device: a.device, Apps: apps, StartedAt: a.started,
+		ReplyPrefix: a.root.Topic(contract.ReplyPrefix)})
 	return b
 }
 
 // Run connects, starts the modules and serves until ctx is cancelled; then
 // it stops the modules, publishes offline and disconnects.
 func (a *Agent) Run(ctx context.Context, initial map[string]modules.Module, problems []modules.Problem) error {
+	a.status.st.ClientID = a.session.ClientID()
+	a.observeConn(ConnEvent{Kind: ConnConnecting})
+	defer func() {
+		if err := a.status.stopped(); err != nil {
+			a.log.Warn("status file", "err", err)
+		}
+	}()
 	if err := a.session.Start(); err != nil {
 		return err
 	}
@@ -262,6 +278,13 @@ func (a *Agent) Run(ctx context.Context, initial map[string]modules.Module, prob
 			defer cancel()
 			return a.session.Close(sctx)
 		}
+	}
+}
+
+// observeConn records a connection state change in the status file.
+func (a *Agent) observeConn(ev ConnEvent) {
+	if err := a.status.observe(ev); err != nil {
+		a.log.Warn("status file", "err", err)
 	}
 }
 

@@ -52,6 +52,9 @@ type Config struct {
 	Sections map[string][]byte `koanf:"-"`
 	// File is the path of the main config file that was read ("" if none).
 	File string `koanf:"-"`
+	// Warnings are problems that do not stop the agent (a main config
+	// readable by others), for the log and check.
+	Warnings []string `koanf:"-"`
 
 	// origin says where each key set away from its default came from: the
 	// file's path, "environment variable NAME" or "--set key".
@@ -128,6 +131,10 @@ func (e ConfigErrors) Unwrap() []error {
 	return out
 }
 
+// ErrNoConfigDir is the error of LoadConfig for a config directory that
+// does not exist.
+var ErrNoConfigDir = errors.New("the config directory does not exist")
+
 // SecretKeys are the config keys that --set refuses: a command line is
 // readable by every local user (/proc/PID/cmdline).
 var SecretKeys = map[string]bool{"broker.password": true}
@@ -156,11 +163,17 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 		if err == nil {
 			err = errors.New("not a directory")
 		} else if errors.Is(err, os.ErrNotExist) {
-			err = errors.New("the config directory does not exist")
+			err = ErrNoConfigDir
 		}
 		return cfg, ConfigErrors{{Where: dir, Err: err}}
 	}
-	if data, err := os.ReadFile(path); err == nil {
+	cfg.Warnings = appendNonEmpty(cfg.Warnings, trustWarning())
+	if _, err := os.Lstat(path); err == nil {
+		data, st, err := ReadTrusted(dir, path) // StrictModes: agent/strictmodes.go
+		if err != nil {
+			return cfg, ConfigErrors{{Where: path, Err: refusal(path, err)}}
+		}
+		cfg.Warnings = appendNonEmpty(cfg.Warnings, configReadableWarning(path, &st))
 		cfg.File = path
 		var doc map[string]json.RawMessage
 		if err := modules.DecodeStrict(data, &doc); err != nil {
@@ -232,6 +245,9 @@ func LoadConfig(dir string, environ []string, sets []string, sections []string) 
 			}
 			cfg.origin[key] = where
 		}
+	}
+	if cfg.Broker.Password == "" && cfg.Broker.PasswordFile == "" {
+		cfg.Broker.PasswordFile = credentialFile(environ)
 	}
 	if len(errs) > 0 {
 		// Values that failed keep their defaults; check the rest anyway.
@@ -345,6 +361,26 @@ func leafTypes(t reflect.Type, prefix string) map[string]reflect.Type {
 		out[prefix+tag] = f.Type
 	}
 	return out
+}
+
+// CredentialName is the systemd credential holding the broker password
+// (stored by `picockpit-client connect`, loaded by the unit with
+// LoadCredentialEncrypted=). When the config sets neither broker.password
+// nor broker.password_file, the agent uses
+// $CREDENTIALS_DIRECTORY/broker-password if it holds a password.
+const CredentialName = "broker-password"
+
+func credentialFile(environ []string) string {
+	for _, kv := range environ {
+		if dir, ok := strings.CutPrefix(kv, "CREDENTIALS_DIRECTORY="); ok && filepath.IsAbs(dir) {
+			p := filepath.Join(dir, CredentialName)
+			// The unit's fallback (SetCredential=) is an empty line: no password.
+			if b, err := os.ReadFile(p); err == nil && strings.TrimRight(string(b), "\r\n") != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 func looksLikeConfigEnv(name string, known map[string]bool) bool {
@@ -536,4 +572,13 @@ func (c *Config) validate() ConfigErrors {
 		bad("log.level", fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level))
 	}
 	return errs
+}
+
+func appendNonEmpty(list []string, items ...string) []string {
+	for _, s := range items {
+		if s != "" {
+			list = append(list, s)
+		}
+	}
+	return list
 }

@@ -57,6 +57,8 @@ type SessionConfig struct {
 	OnStatus func(string)
 	// Info returns the retained info payload, published on every connect.
 	Info func() []byte
+	// OnConn observes connection state changes (the status file); optional.
+	OnConn func(ConnEvent)
 }
 
 // Session is the agent's MQTT 5 connection: it owns the paho connection
@@ -80,9 +82,11 @@ type Session struct {
 	onlineSet bool
 	lastUp    time.Time
 	flaps     int
+	url       string // redacted URL of the latest connection attempt
 	retained  map[string]*retainedTopic
 	filters   map[string]bool // full filters subscribed at the broker this connection
 	subs      []*subscription
+	ext       externalTopics // the discovery tree outside the device root (discovery_bus.go)
 
 	events       chan contract.Event
 	eventsBusy   atomic.Bool // an event is being published
@@ -141,6 +145,9 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	if s.cfg.OnStatus == nil {
 		s.cfg.OnStatus = func(string) {}
+	}
+	if s.cfg.OnConn == nil {
+		s.cfg.OnConn = func(ConnEvent) {}
 	}
 	return s, nil
 }
@@ -207,6 +214,9 @@ func (s *Session) Start() error {
 		WillProperties:                &paho.WillProperties{WillDelayInterval: &willDelay},
 		ConnectPacketBuilder: func(cp *paho.Connect, u *url.URL) (*paho.Connect, error) {
 			s.ConnectAttempts.Add(1)
+			s.mu.Lock()
+			s.url = u.Redacted()
+			s.mu.Unlock()
 			s.log.Debug("connecting", "url", u.Redacted())
 			if cp.Properties == nil {
 				cp.Properties = &paho.ConnectProperties{}
@@ -336,6 +346,10 @@ func (s *Session) onConnectError(err error) {
 	msg := describeConnectError(err)
 	s.log.Warn("connect failed", "err", msg, "attempts", s.ConnectAttempts.Load())
 	s.cfg.OnStatus("retrying: " + msg)
+	s.mu.Lock()
+	u := s.url
+	s.mu.Unlock()
+	s.cfg.OnConn(ConnEvent{Kind: ConnFailed, URL: u, Err: msg})
 }
 
 // describeConnectError turns a connection error into a sentence a user can act on.
@@ -379,6 +393,7 @@ func (s *Session) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	gen := s.gen
 	s.lastUp = time.Now()
 	s.connected = true
+	u := s.url
 	s.filters = map[string]bool{}
 	close(s.connCh)
 	s.connCh = make(chan struct{})
@@ -387,7 +402,8 @@ func (s *Session) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 		filters = append(filters, s.root.Topic(sub.filter))
 	}
 	s.mu.Unlock()
-	s.log.Info("connected", "client_id", s.clientID, "session_present", ca.SessionPresent)
+	s.log.Info("connected", "client_id", s.clientID, "url", u, "session_present", ca.SessionPresent)
+	s.cfg.OnConn(ConnEvent{Kind: ConnUp, URL: u})
 	go s.afterConnect(cm, gen, filters)
 }
 
@@ -397,6 +413,7 @@ func (s *Session) afterConnect(cm *autopaho.ConnectionManager, gen uint64, filte
 	if len(filters) > 0 {
 		s.subscribe(cm, filters)
 	}
+	s.subscribeExternal(cm, s.ext.filters())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := cm.Publish(ctx, &paho.Publish{Topic: s.root.Topic(contract.TopicStatus), QoS: 1, Retain: true,
@@ -460,6 +477,7 @@ func (s *Session) onDown() {
 	if !stopping {
 		s.log.Warn("connection lost; reconnecting")
 		s.cfg.OnStatus("connection lost; reconnecting")
+		s.cfg.OnConn(ConnEvent{Kind: ConnDown})
 	}
 }
 
@@ -479,7 +497,11 @@ func (s *Session) PublishRetained(topic string, payload []byte, opts modules.Pub
 }
 
 func (s *Session) publishRetained(owner, topic string, payload []byte, opts modules.PublishOptions) {
-	full := s.root.Topic(topic)
+	s.publishRetainedFull(owner, s.root.Topic(topic), payload, opts)
+}
+
+func (s *Session) publishRetainedFull(owner, full string, payload []byte, opts modules.PublishOptions) {
+	defer s.ext.retainedChanged()
 	pub := s.newPublish(full, payload, opts)
 	pub.Retain = true
 	s.mu.Lock()
@@ -682,12 +704,14 @@ func (s *Session) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
 	rel, ok := s.root.Rel(p.Topic)
 	if !ok {
-		return false, nil
+		s.ext.deliver(p.Topic, p.Payload)
+		return true, nil
 	}
 	req := &modules.Request{Topic: rel, Payload: p.Payload, Received: time.Now()}
 	if p.Properties != nil {
 		req.CorrelationData = p.Properties.CorrelationData
 		req.Requester = p.Properties.User.Get(contract.UserPropertyRequester)
+		req.UserProperties = userProperties(p.Properties.User)
 		if p.Properties.MessageExpiry != nil {
 			req.Expires = req.Received.Add(time.Duration(*p.Properties.MessageExpiry) * time.Second)
 		}
@@ -818,6 +842,7 @@ func (s *Session) removeSubscriptions(owner string) {
 	}
 	s.subs = keep
 	s.mu.Unlock()
+	s.ext.remove(owner)
 	for _, c := range gone {
 		c.cancel()
 		<-c.done

@@ -112,13 +112,15 @@ echo "version N=$N_DEB (binary $N_UP), N+1=$N1_DEB; host architecture $HOST_ARCH
 
 # ---------------------------------------------------------------- build
 phase "build .debs (N, 3 arches)"
-if ! OUT_DIR=$WORK/n VERSION=$N_UP debian/build-deb.sh; then
-	fail "build-deb.sh (version N)"
+# N is built the way the README says: make deb (VERSION, when set, reaches
+# make through the environment).
+if ! OUT_DIR=$WORK/n make -s deb; then
+	fail "make deb (version N)"
 	phase ""
 	printf 'test-deb: %d passed, %d failed\n' "$PASSED" "$FAILED"
 	exit 1
 fi
-pass "build-deb.sh builds armhf, arm64, amd64"
+pass "make deb builds armhf, arm64, amd64"
 
 # N+1 ships the same configuration, except that every conffile but the
 # first ("A": the main config when there is one) changed upstream.
@@ -141,6 +143,11 @@ done
 phase "build .debs (N+1, N+2, $HOST_ARCH)"
 if OUT_DIR=$WORK/n1 VERSION=$N1_UP ARCHES=$HOST_ARCH ETC_SRC=$WORK/etc-n1 debian/build-deb.sh; then
 	pass "build-deb.sh builds N+1 ($N1_DEB)"
+	# N+1 carries an automatic changelog entry: it must be newer than the
+	# entry below it (lintian: latest-changelog-entry-without-new-date).
+	lint=$(lintian --fail-on error,warning "$WORK/n1/${PKG}_${N1_DEB}_${HOST_ARCH}.deb" 2>&1) &&
+		pass "N+1 (automatic changelog entry): lintian clean" ||
+		fail "N+1: lintian" "$(grep '^[EW]:' <<<"$lint")"
 else
 	fail "build-deb.sh (version N+1)"
 fi
@@ -615,6 +622,62 @@ JSON
 	rm -rf "$ROOT/etc/$PKG/apps/test.packaging"
 }
 
+# boot_connect: connect stores the broker password encrypted with
+# systemd-creds and the unit starts with it (LoadCredentialEncrypted=);
+# without it the unit's empty SetCredential= fallback applies; disconnect
+# clears the retained status and removes the credential (uses in_ct and the
+# container's local broker, which accepts any login).
+boot_connect() {
+	local pw=ct-broker-secret-4711 cred=/etc/$PKG/credentials/broker-password.cred run main main2 out
+	run=/run/credentials/$PKG.service/broker-password
+	out=$(in_ct cat "$run" 2>&1 | od -An -c | tr -d ' ')
+	[ "$out" = '\n' ] && pass "boot: no stored password: the unit started with the empty SetCredential= fallback" ||
+		fail "boot: credential fallback" "$out"
+	main=$(in_ct systemctl show -p MainPID --value "$PKG")
+	if printf '%s\n' "$pw" | in_ct /usr/bin/$PKG connect --broker mqtt://127.0.0.1:1883 --username pi-ct --password-stdin \
+		>"$WORK/ct-connect.log" 2>&1; then
+		pass "boot: picockpit-client connect (tested the login, saved it, restarted the service)"
+	else
+		sed 's/^/    /' "$WORK/ct-connect.log"
+		fail "boot: picockpit-client connect"
+	fi
+	if [ -f "$ROOT$cred" ] && mode_is "$cred" root:root 600 && ! grep -qaF "$pw" "$ROOT$cred" &&
+		! grep -qaF "$pw" "$ROOT/etc/$PKG/$PKG.config.json" && [ ! -e "$ROOT/etc/$PKG/broker-password" ] &&
+		grep -q 'password stored encrypted with systemd-creds' "$WORK/ct-connect.log"; then
+		pass "boot: the password is stored only encrypted (systemd-creds), not readable in the file or the config"
+	else
+		fail "boot: encrypted password at rest"
+	fi
+	main2=$(in_ct systemctl show -p MainPID --value "$PKG")
+	out=$(in_ct cat "$run" 2>&1)
+	if [ "$(in_ct systemctl is-active "$PKG")" = active ] && [ "$main2" != "$main" ] && [ "$out" = "$pw" ]; then
+		pass "boot: the service started with the decrypted credential (LoadCredentialEncrypted=, pid $main -> $main2)"
+	else
+		ct_journal
+		fail "boot: service with the encrypted credential" "pid $main -> $main2, credential '${out:0:40}'"
+	fi
+	out=$(in_ct timeout 10 mosquitto_sub -h 127.0.0.1 -t 'picockpit/+/status' -C 1 -W 8 2>&1)
+	if [ "$out" = online ] && in_ct /usr/bin/$PKG status >"$WORK/ct-status.log" 2>&1 &&
+		grep -q 'connected to mqtt://127.0.0.1:1883' "$WORK/ct-status.log"; then
+		pass "boot: picockpit-client status: active and connected"
+	else
+		sed 's/^/    /' "$WORK/ct-status.log"
+		fail "boot: status after connect" "$out"
+	fi
+	if in_ct /usr/bin/$PKG disconnect >"$WORK/ct-disconnect.log" 2>&1; then
+		pass "boot: picockpit-client disconnect"
+	else
+		sed 's/^/    /' "$WORK/ct-disconnect.log"
+		fail "boot: picockpit-client disconnect"
+	fi
+	out=$(in_ct timeout 6 mosquitto_sub -h 127.0.0.1 -t 'picockpit/#' -W 3 -v 2>/dev/null)
+	if [ -z "$out" ] && [ ! -e "$ROOT$cred" ] && [ "$(in_ct systemctl is-enabled "$PKG" 2>&1)" = disabled ] &&
+		[ "$(in_ct systemctl is-active "$PKG" 2>&1)" != active ]; then
+		pass "boot: after disconnect: no retained message of the device, credential removed, service stopped and disabled"
+	else
+		fail "boot: after disconnect" "retained: ${out:0:200}"
+	fi
+}
 boot_test() {
 	local init="" p state main main2 t1 t2 capbnd out
 	if [ "${BOOT_TEST:-1}" != 1 ]; then
@@ -724,6 +787,7 @@ boot_test() {
 	fi
 
 	picontrol_updates
+	boot_connect
 
 	in_ct apt-get -y -q remove "$PKG" >"$WORK/ct-remove.log" 2>&1 || fail "boot: apt-get remove"
 	out=$(in_ct systemctl is-active "$PKG" 2>&1)

@@ -47,6 +47,24 @@ func DecodeStrict(data []byte, v any) error {
 	return nil
 }
 
+// Fields returns the top-level fields that err (from DecodeStrict) names,
+// so that a caller that goes on checking the rest of a document can leave
+// them out; ok is false when err is not a list of field problems (a syntax
+// error: nothing was decoded).
+func Fields(err error) (names map[string]bool, ok bool) {
+	var many FieldErrors
+	if !errors.As(err, &many) {
+		return nil, false
+	}
+	names = map[string]bool{}
+	for _, fe := range many {
+		name, _, _ := strings.Cut(fe.Field, ".")
+		name, _, _ = strings.Cut(name, "[")
+		names[name] = true
+	}
+	return names, true
+}
+
 // FieldErrors is every field problem of one strict decode.
 type FieldErrors []*FieldError
 

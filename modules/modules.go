@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/picockpit/picockpit-client/agent/contract"
+	"github.com/picockpit/picockpit-client/modules/signature"
 )
 
 // Request is one message received on a topic a module subscribed to.
@@ -32,6 +33,9 @@ type Request struct {
 	Received time.Time
 	// Expires is when the message's MQTT 5 Message Expiry passes; zero if none.
 	Expires time.Time
+	// UserProperties are the message's MQTT 5 user properties, in order
+	// (signed requests carry their signature there: package signature).
+	UserProperties []signature.Property
 }
 
 // Expired reports whether the request's Message Expiry has passed at now.
@@ -107,6 +111,9 @@ type Env struct {
 	// Root is the device's topic root (for integrations that must publish
 	// full topics in their payloads, such as Home Assistant discovery).
 	Root contract.Root
+	// Signatures verifies signed requests with the keys of
+	// <config-dir>/trusted-keys.d; nil when none are trusted.
+	Signatures *signature.Verifier
 }
 
 // File is one module file as read from disk.
@@ -176,4 +183,30 @@ type Loaded struct {
 	// Items names what the file defined, one line each ("command reboot
 	// (Reboot), confirm").
 	Items []string
+}
+
+// Discovery is an optional Bus capability for an integration that must
+// publish one discovery tree outside the device root (Home Assistant MQTT
+// discovery under "homeassistant/"). The agent's Bus implements it; a module
+// asserts bus.(modules.Discovery). Only one tree can be claimed per agent,
+// it may not overlap the device roots, and nothing else of the broker is
+// reachable through it.
+type Discovery interface {
+	// ClaimDiscoveryTree binds the module to the tree prefix ("homeassistant").
+	ClaimDiscoveryTree(prefix string) error
+	// PublishDiscovery publishes payload retained (QoS 1) on {tree}/{rel}. Like
+	// a retained Publish it is remembered and published again after every
+	// reconnect; an empty payload deletes the broker's copy.
+	PublishDiscovery(rel string, payload []byte) error
+	// PublishedDiscovery returns what the agent last published on {tree}/{rel},
+	// or nil.
+	PublishedDiscovery(rel string) []byte
+	// SubscribeDiscovery calls h with every message on {tree}/{rel}, including
+	// a retained one when the subscription is made. h runs on the receive path
+	// and must not block.
+	SubscribeDiscovery(rel string, h func(payload []byte)) error
+	// Retained returns the agent's own latest retained payload on a topic
+	// relative to the device root (nil if none), and a channel that is closed
+	// at the next change of any of the agent's retained topics.
+	Retained(topic string) ([]byte, <-chan struct{})
 }

@@ -61,6 +61,11 @@ func WriteConfig(t testing.TB, o *Options) (dir string, root contract.Root) {
 		o.Prefix = "picockpit"
 	}
 	dir = t.TempDir()
+	if os.Geteuid() != 0 {
+		if err := agent.TrustOwnFiles(); err != nil { // the test tree is ours, not root's
+			t.Fatal(err)
+		}
+	}
 	cfg := map[string]any{
 		"broker": map[string]any{"url": strings.Split(o.BrokerURL, ","), "reconnect_max": "2s"},
 		"device": map[string]any{"id": o.DeviceID},
@@ -229,6 +234,16 @@ func Main(m *testing.M, run func(args []string) int) {
 	os.Exit(code)
 }
 
+// Command returns an exec.Cmd that runs the agent binary (Binary) with args,
+// with the environment that makes a self-exec'd test binary be the agent
+// rather than run its tests again.
+func Command(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(Binary(t), args...)
+	cmd.Env = append(os.Environ(), execEnv+"=1")
+	return cmd
+}
+
 // Binary returns the agent binary for StartProcess: the test binary itself
 // under Main with a run function, else cmd/picockpit-client built once per
 // test process (with -race when the tests run with it) into a temp dir that
@@ -291,6 +306,9 @@ func StartProcess(t testing.TB, o Options) *Process {
 	dir, root := WriteConfig(t, &o)
 	p := &Process{Root: root, ConfigDir: dir, StateDir: t.TempDir(), Logs: &Buffer{}, done: make(chan struct{})}
 	p.Cmd = exec.Command(bin, "run", "--config-dir", dir, "--state-dir", p.StateDir)
+	if os.Geteuid() != 0 {
+		p.Cmd.Args = append(p.Cmd.Args, "--trust-own-files") // the test tree is ours, not root's
+	}
 	p.Cmd.Env = append(os.Environ(), o.Env...)
 	if selfExec {
 		p.Cmd.Env = append(p.Cmd.Env, execEnv+"=1")

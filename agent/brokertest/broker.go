@@ -71,6 +71,13 @@ type Broker struct {
 // and is started again on new ports.
 func Mosquitto(t testing.TB, opts Options) *Broker {
 	t.Helper()
+	return mosquitto(t, opts, "")
+}
+
+// mosquitto starts Mosquitto with extraConf appended to its configuration,
+// on new ports until they are free.
+func mosquitto(t testing.TB, opts Options, extraConf string) *Broker {
+	t.Helper()
 	bin, err := mosquittoBin()
 	if err != nil {
 		t.Fatalf("mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients, or run make test which installs it): %v", err)
@@ -81,6 +88,9 @@ func Mosquitto(t testing.TB, opts Options) *Broker {
 	for i := 1; ; i++ {
 		b.pickPorts()
 		b.writeMosquittoConfig()
+		if extraConf != "" {
+			b.appendConfig(extraConf)
+		}
 		err := b.startMosquitto(bin)
 		if err == nil {
 			return b

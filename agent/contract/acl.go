@@ -7,13 +7,12 @@ import (
 
 // RequestFilters are the topic filters, relative to a device root, that the
 // agent subscribes to: everything a client may send it. Broker ACLs grant
-// the device read access to exactly these and frontends write access.
+// frontends write access to exactly these.
 var RequestFilters = []string{TopicPiControlRunFilter, FilterGPIOSet, TopicStatsRefresh}
 
 // MosquittoACL returns a Mosquitto acl_file granting least privilege: the
-// device's broker user may publish below its own root and read only its
-// request topics; the frontend user may read every device and write only
-// request topics, never status, state or info. deviceUser is the device's
+// device's broker user may read and write its own tree (DeviceRules); the
+// frontend user may read every device and write only request topics, never status, state or info. deviceUser is the device's
 // broker user name; with perDevicePattern the device rules are written as
 // patterns for all devices whose user name is their device id.
 func MosquittoACL(prefix, device, deviceUser, frontendUser string, perDevicePattern bool) string {
@@ -21,15 +20,13 @@ func MosquittoACL(prefix, device, deviceUser, frontendUser string, perDevicePatt
 	fmt.Fprintf(&b, "# picockpit-client: Mosquitto ACL (acl_file) for topic prefix %q\n", prefix)
 	if perDevicePattern {
 		b.WriteString("# every device: broker user name = its device id\n")
-		fmt.Fprintf(&b, "pattern write %s/%%u/#\n", prefix)
-		for _, f := range RequestFilters {
-			fmt.Fprintf(&b, "pattern read %s/%%u/%s\n", prefix, f)
+		for _, r := range DeviceRules(prefix, "%u") {
+			fmt.Fprintf(&b, "pattern %s %s\n", r.access(), r.Topic)
 		}
 	} else {
 		fmt.Fprintf(&b, "# device %s\nuser %s\n", device, deviceUser)
-		fmt.Fprintf(&b, "topic write %s/%s/#\n", prefix, device)
-		for _, f := range RequestFilters {
-			fmt.Fprintf(&b, "topic read %s/%s/%s\n", prefix, device, f)
+		for _, r := range DeviceRules(prefix, device) {
+			fmt.Fprintf(&b, "topic %s %s\n", r.access(), r.Topic)
 		}
 	}
 	if frontendUser != "" {
@@ -40,4 +37,15 @@ func MosquittoACL(prefix, device, deviceUser, frontendUser string, perDevicePatt
 		}
 	}
 	return b.String()
+}
+
+func (r ACLRule) access() string {
+	switch {
+	case r.Read && r.Write:
+		return "readwrite"
+	case r.Write:
+		return "write"
+	default:
+		return "read"
+	}
 }

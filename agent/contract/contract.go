@@ -118,6 +118,12 @@ type Info struct {
 	Device    Device    `json:"device"`
 	Apps      []string  `json:"apps"`
 	StartedAt time.Time `json:"started_at"`
+	// ReplyPrefix is the full topic prefix under which the agent accepts
+	// Response Topics, as the agent itself names it ("{prefix}/{device}/reply/").
+	// Behind a bridge that remaps topics, frontends see the agent's topics
+	// under another prefix but must still set Response Topics that start
+	// with this one (see docs/bridging.md).
+	ReplyPrefix string `json:"reply_prefix"`
 }
 
 // Event kinds published on TopicEvents.

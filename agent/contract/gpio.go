@@ -105,6 +105,9 @@ type GPIOPin struct {
 	// Error says why the pin is unavailable (e.g. the line is held by
 	// another program); empty when the pin works.
 	Error string `json:"error,omitempty"`
+	// RequireSignature: only signed set requests change the pin
+	// (user properties sig-key, sig-time, sig-nonce, sig; docs/security.md).
+	RequireSignature bool `json:"require_signature,omitempty"`
 }
 
 // GPIOPWMLimits are a pin's PWM defaults and limits.

@@ -79,6 +79,9 @@ type PiControlCommand struct {
 	// Topic is the relative request topic, picontrol/run/{module}/{command}.
 	Topic      string               `json:"topic"`
 	Parameters []PiControlParameter `json:"parameters"`
+	// RequireSignature: only requests signed by a trusted key run it
+	// (user properties sig-key, sig-time, sig-nonce, sig; docs/security.md).
+	RequireSignature bool `json:"require_signature,omitempty"`
 }
 
 // PiControlParameter describes one typed parameter a request may carry.
@@ -103,16 +106,19 @@ const (
 	StreamStderr = "stderr"
 )
 
-// PiControlReply is every payload of a PiControl exchange: accepted, running
-// (one chunk of output), and the final done, failed or rejected. The final
+// PiControlReply is every payload of a PiControl exchange: accepted and
+// running (one chunk of output) for commands that outlast the reply grace
+// period, and the final done, failed or rejected. The final
 // payload is also retained on the command's result topic. Fields that do not
 // apply to a status are omitted.
 type PiControlReply struct {
 	Response
 	Module  string `json:"module,omitempty"`
 	Command string `json:"command,omitempty"`
-	// Seq numbers the messages of one exchange from 0 (accepted) upwards, so a
-	// client can order chunks.
+	// Seq numbers the messages of one exchange from 0 upwards, so a client
+	// can order chunks. A command that ends within the reply grace period
+	// gets only its final reply, seq 0; a longer one gets accepted (seq 0),
+	// running chunks, then the final reply.
 	Seq int `json:"seq"`
 	// Parameter names the offending parameter of a rejected request.
 	Parameter string `json:"parameter,omitempty"`

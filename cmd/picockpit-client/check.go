@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,13 +34,21 @@ func check(opts agent.Options, stdout, stderr io.Writer) int {
 	log := slog.New(slog.DiscardHandler)
 	res, err := agent.Load(opts, log)
 	problems := 0
+	if errors.Is(err, agent.ErrNoConfigDir) {
+		printConfigError(stderr, err)
+		return 1
+	}
 	if err != nil {
 		printConfigError(stderr, err)
-		if errs, ok := err.(agent.ConfigErrors); ok {
+		var errs agent.ConfigErrors
+		if errors.As(err, &errs) {
 			problems += len(errs)
 		} else {
 			problems++
 		}
+	}
+	for _, w := range res.Config.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
 	}
 	where := res.Config.File
 	if where == "" {

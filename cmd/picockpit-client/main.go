@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/picockpit/picockpit-client/agent/cloexec"
 	"io"
 	"os"
 	"runtime"
@@ -28,6 +29,11 @@ var subcommands = []*subcommand{
 	checkCmd,
 	runCommandCmd,
 	aclCmd,
+	connectCmd,
+	disconnectCmd,
+	statusCmd,
+	keygenCmd,
+	signCmd,
 	versionCmd,
 }
 
@@ -45,6 +51,9 @@ type subcommand struct {
 	// function that runs it with the positional arguments once they are
 	// parsed. Flags may come before, between or after the arguments.
 	flags func(fs *flag.FlagSet) func(c *cli, args []string) int
+	// raw, instead of flags, runs a subcommand that parses its own
+	// arguments (keygen, sign).
+	raw func(c *cli, args []string) int
 }
 
 // cli is the outside world as a subcommand sees it.
@@ -81,7 +90,17 @@ func (s *subcommand) usageLine() string {
 }
 
 func main() {
-	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(processMain(os.Args[1:]))
+}
+
+// processMain is the whole process: the test binary, exec'd as the agent,
+// runs it too.
+func processMain(args []string) int {
+	if err := cloexec.All(); err != nil { // commands inherit no fd but 0, 1, 2
+		fmt.Fprintln(os.Stderr, "picockpit-client:", err)
+		return 1
+	}
+	return realMain(args, os.Stdout, os.Stderr)
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -106,13 +125,17 @@ func (c *cli) main(args []string) int {
 		}
 		fmt.Fprint(c.stdout, c.overview())
 		return 0
-	case "--version", "-version":
+	case "--version", "-version", "-v":
 		name = versionCmd.name
 	}
 	sub := lookup(name)
 	if sub == nil {
 		fmt.Fprintf(c.stderr, "picockpit-client: unknown command %q\n\n%s", name, c.overview())
 		return 2
+	}
+	c.sub = sub
+	if sub.raw != nil {
+		return sub.raw(c, args)
 	}
 	fs := flag.NewFlagSet("picockpit-client "+sub.name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ func newConfigFlags(fs *flag.FlagSet, withState bool) *configFlags {
 	if withState {
 		fs.StringVar(&cf.opts.StateDir, "state-dir", "/var/lib/picockpit-client", "`DIR` for the agent's state (MQTT session)")
 	}
+	fs.BoolFunc("trust-own-files", "also trust config files of the daemon's own non-root user (test trees; refused as root)", func(string) error { return agent.TrustOwnFiles() })
 	fs.Var(&cf.sets, "set", "override a config `key=value` (repeatable), e.g. --set broker.url=mqtts://broker:8883;\n"+
 		"secrets (broker.password) are refused: use broker.password_file or PICOCKPIT_BROKER_PASSWORD")
 	return cf
@@ -43,7 +45,8 @@ func (cf *configFlags) options(c *cli) agent.Options {
 
 // printConfigError prints a config error, one line per problem.
 func printConfigError(w io.Writer, err error) {
-	if errs, ok := err.(agent.ConfigErrors); ok {
+	var errs agent.ConfigErrors
+	if errors.As(err, &errs) {
 		for _, e := range errs {
 			fmt.Fprintln(w, "error:", e)
 		}

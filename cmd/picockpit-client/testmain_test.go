@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"testing"
 
 	"github.com/picockpit/picockpit-client/agent/agenttest"
@@ -10,5 +9,5 @@ import (
 // TestMain makes this test binary the agent that agenttest.StartProcess
 // runs: nothing is built, and the process tests run this very code.
 func TestMain(m *testing.M) {
-	agenttest.Main(m, func(args []string) int { return realMain(args, os.Stdout, os.Stderr) })
+	agenttest.Main(m, processMain)
 }

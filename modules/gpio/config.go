@@ -72,6 +72,8 @@ type PinConfig struct {
 	Initial  *int            `json:"initial,omitempty"`
 	Failsafe *FailsafeConfig `json:"failsafe,omitempty"`
 	PWM      *PWMConfig      `json:"pwm,omitempty"`
+	// RequireSignature: only signed set requests change the pin (signed.go).
+	RequireSignature bool `json:"require_signature,omitempty"`
 }
 
 // FailsafeConfig is applied when the broker connection is down longer than
@@ -136,6 +138,8 @@ type pinSpec struct {
 	pwm       pwmSpec // defaults, valid when modes include pwm
 	hw        *HardwarePWM
 	file      string // where it was configured
+	// requireSig: set requests must be signed (signed.go).
+	requireSig bool
 }
 
 type failsafeSpec struct {
@@ -182,7 +186,7 @@ func validatePin(c PinConfig) (*pinSpec, error) {
 		fe("bcm", "%d is outside 0..%d", bcm, MaxBCM)
 	}
 	p := &pinSpec{bcm: bcm, id: strconv.Itoa(bcm), name: c.Name, line: c.Line,
-		activeLow: c.ActiveLow, debounce: time.Duration(c.Debounce), initial: c.Initial}
+		activeLow: c.ActiveLow, debounce: time.Duration(c.Debounce), initial: c.Initial, requireSig: c.RequireSignature}
 	if p.name == "" {
 		p.name = "GPIO" + p.id
 	}
@@ -310,8 +314,18 @@ func decodeFile(path string, data []byte, section bool, seen map[int]string) (*C
 		FakeJumpers []Jumper          `json:"fake_jumpers,omitempty"`
 	}
 	var cfg Config
+	// Every problem of the file is collected (as modules.FieldErrors); the
+	// file loads only when there are none. A syntax error stops here.
+	var errs modules.FieldErrors
+	topErr := func(err error) error {
+		if _, ok := modules.Fields(err); !ok {
+			return err
+		}
+		errs = append(errs, err.(modules.FieldErrors)...)
+		return nil
+	}
 	if section {
-		if err := modules.DecodeStrict(data, &raw); err != nil {
+		if err := modules.DecodeStrict(data, &raw); err != nil && topErr(err) != nil {
 			return nil, nil, err
 		}
 		cfg.Backend, cfg.Chip, cfg.FakeJumpers = raw.Backend, raw.Chip, raw.FakeJumpers
@@ -319,14 +333,11 @@ func decodeFile(path string, data []byte, section bool, seen map[int]string) (*C
 		var fc struct {
 			Pins []json.RawMessage `json:"pins"`
 		}
-		if err := modules.DecodeStrict(data, &fc); err != nil {
+		if err := modules.DecodeStrict(data, &fc); err != nil && topErr(err) != nil {
 			return nil, nil, err
 		}
 		raw.Pins = fc.Pins
 	}
-	// Every pin's problems are collected (as modules.FieldErrors); the file
-	// loads only when there are none.
-	var errs modules.FieldErrors
 	addAll := func(prefix string, err error) {
 		for _, p := range modules.ProblemsFor("", prefix, err) {
 			errs = append(errs, &modules.FieldError{Field: p.Field, Err: p.Err})

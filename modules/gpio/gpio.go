@@ -103,6 +103,8 @@ func load(env modules.Env, section []byte, sectionFile string, files []modules.F
 		specs:   specs,
 		clock:   realClock{},
 		pwmRoot: filepath.Join(root, "sys", "class", "pwm"),
+		root:    env.Root,
+		sigs:    env.Signatures,
 	}
 	for _, s := range specs {
 		m.log.Debug("pin configured", "pin", s.id, "mode", s.mode, "file", s.file)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/modules"
+	"github.com/picockpit/picockpit-client/modules/signature"
 )
 
 // setQueue is the length of the set subscription's queue.
@@ -27,6 +28,9 @@ type module struct {
 	specs   []*pinSpec
 	clock   clock
 	pwmRoot string // <host root>/sys/class/pwm
+	// root and sigs verify signed set requests (signed.go).
+	root contract.Root
+	sigs *signature.Verifier
 
 	bus    modules.Bus
 	ctx    context.Context
@@ -625,6 +629,11 @@ func (m *module) handleSet(ctx context.Context, req *modules.Request) {
 		m.rejectSet(ctx, req, id, errors.New("request expired before it was handled"))
 		return
 	}
+	signedBy, err := m.verify(req, p)
+	if err != nil {
+		m.rejectSet(ctx, req, id, err)
+		return
+	}
 	set, err := ParseSet(req.Payload)
 	if err != nil {
 		m.rejectSet(ctx, req, id, err)
@@ -649,6 +658,7 @@ func (m *module) handleSet(ctx context.Context, req *modules.Request) {
 		return
 	}
 	st := res.state
+	m.auditSigned(req, id, signedBy)
 	m.reply(ctx, req, contract.GPIOSetResponse{Response: contract.Response{Status: contract.StatusOK,
 		Topic: req.Topic, TS: m.clock.Now().UTC()}, Pin: id, State: &st})
 }
@@ -670,7 +680,7 @@ func (m *module) rejectSet(ctx context.Context, req *modules.Request, pin string
 	m.reply(ctx, req, contract.GPIOSetResponse{Response: contract.Response{Status: contract.StatusRejected,
 		Topic: req.Topic, Error: err.Error(), TS: m.clock.Now().UTC()}, Pin: pin})
 	m.bus.Event(contract.Event{TS: m.clock.Now().UTC(), Kind: contract.EventRejected, Module: Name,
-		Message: msg, Topic: req.Topic, Requester: req.Requester})
+		Message: msg, Topic: req.Topic, Requester: req.Requester, Fields: signatureFields(err)})
 }
 
 func (m *module) reply(ctx context.Context, req *modules.Request, r contract.GPIOSetResponse) {
@@ -708,7 +718,7 @@ func (p *pin) describe() contract.GPIOPin {
 	d := contract.GPIOPin{Pin: s.id, BCM: s.bcm, Name: s.name, Line: s.line, Mode: s.mode,
 		Modes: slices.Clone(s.modes), Pull: string(s.pull), ActiveLow: s.activeLow,
 		DebounceMS: float64(s.debounce) / float64(time.Millisecond), Error: p.unavail,
-		Capabilities: []string{}}
+		Capabilities: []string{}, RequireSignature: s.requireSig}
 	if s.hw == nil {
 		d.Capabilities = append(d.Capabilities, contract.GPIOCapRead)
 	}

@@ -42,16 +42,22 @@ type pwmParams struct{ freq, duty float64 }
 type softPWM struct {
 	line Line
 
-	mu      sync.Mutex // serialises Set/Stop/Close
-	params  atomic.Pointer[pwmParams]
-	quit    chan struct{}
-	done    chan struct{}
+	mu     sync.Mutex // serialises Set/Stop/Close
+	params atomic.Pointer[pwmParams]
+	quit   chan struct{}
+	done   chan struct{}
+	// wake tells a parked loop that the parameters changed.
+	wake    chan struct{}
 	stopped atomic.Bool
 	// overruns counts periods where the loop fell more than a period
 	// behind and restarted its schedule.
 	overruns atomic.Uint64
 	// realtime reports whether the loop's thread got SCHED_FIFO.
 	realtime atomic.Bool
+	// wakeups counts the loop's passes (one per period while toggling);
+	// parked is true while it waits, at a constant level, for a change.
+	wakeups atomic.Uint64
+	parked  atomic.Bool
 	// onErr is told about the first SetValue error of each run of the loop
 	// (a line that fails once usually fails on every edge).
 	onErr func(error)
@@ -61,7 +67,7 @@ func newSoftPWM(l Line, onErr func(error)) *softPWM {
 	if onErr == nil {
 		onErr = func(error) {}
 	}
-	return &softPWM{line: l, onErr: onErr}
+	return &softPWM{line: l, onErr: onErr, wake: make(chan struct{}, 1)}
 }
 
 func validPWM(freq, duty float64) error {
@@ -81,6 +87,10 @@ func (s *softPWM) Set(freq, duty float64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.params.Store(&pwmParams{freq: freq, duty: duty})
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 	if s.quit == nil {
 		s.quit = make(chan struct{})
 		s.done = make(chan struct{})
@@ -136,18 +146,32 @@ func (s *softPWM) run(quit, done chan struct{}) {
 	}
 	next := monoNow()
 	for {
+		s.wakeups.Add(1)
 		p := s.params.Load()
 		period := int64(1e9 / p.freq)
 		high := int64(p.duty*float64(period) + 0.5)
 		changed := func() bool { return s.stopped.Load() || s.params.Load() != p }
 		if high <= 0 || high >= period {
-			// Constant level: no toggling until something changes.
+			// Constant level: park. The thread sleeps, without a timer,
+			// until Set or stop wakes it. A wake-up left over from an
+			// earlier Set is dropped first; one that comes after the drain
+			// finds the new parameters below or wakes the park.
 			set(b2i(high > 0))
 			select {
-			case <-quit:
-				return
-			case <-time.After(sleepChunk):
+			case <-s.wake:
+			default:
 			}
+			if s.params.Load() != p {
+				continue
+			}
+			s.parked.Store(true)
+			select {
+			case <-quit:
+				s.parked.Store(false)
+				return
+			case <-s.wake:
+			}
+			s.parked.Store(false)
 			next = monoNow()
 			continue
 		}

@@ -119,3 +119,50 @@ func TestPWMStopAndHold(t *testing.T) {
 		t.Errorf("duty 1 then 0: writes %+v, want exactly one write of 0", ws)
 	}
 }
+
+// waitParked waits until the PWM loop is parked at level on the fake line.
+func waitParked(t *testing.T, pw *softPWM, f *Fake, line string, level int) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for !pw.parked.Load() || f.Level(line) != level {
+		if time.Now().After(deadline) {
+			t.Fatalf("PWM loop not parked at %d", level)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// At duty 0 or 1 the PWM loop parks: it holds the level and its thread
+// sleeps until the duty changes or PWM stops, with no periodic wake-up.
+func TestPWMParksAtConstantDuty(t *testing.T) {
+	fake := NewFake()
+	l, err := fake.Request(LineSpec{Name: "GPIO18", Direction: Output})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	pw := newSoftPWM(l, nil)
+	defer pw.Close()
+	for _, duty := range []float64{0, 1, 0} {
+		if err := pw.Set(100, duty); err != nil {
+			t.Fatal(err)
+		}
+		waitParked(t, pw, fake, "GPIO18", int(duty))
+		before := pw.wakeups.Load()
+		// An observation window of several former polling intervals: a
+		// loop that polls would pass at least once in it.
+		time.Sleep(5 * sleepChunk)
+		if n := pw.wakeups.Load() - before; n != 0 || !pw.parked.Load() {
+			t.Errorf("duty %v: the parked loop woke %d times in %v", duty, n, 5*sleepChunk)
+		}
+	}
+	// A duty in between wakes it and toggles again.
+	fake.ResetWrites("GPIO18")
+	if err := pw.Set(100, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	waitCycles(t, fake, "GPIO18", 3)
+	if err := pw.Stop(0); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -72,7 +72,7 @@ func BenchmarkGPIOSetToState(b *testing.B) {
 }
 
 // BenchmarkPiControlTrueRoundTrip: request picontrol/run/bench/true with a
-// response topic, wait for the final "done" (accepted and done both arrive).
+// response topic, wait for the final "done" (a short command gets only that).
 func BenchmarkPiControlTrueRoundTrip(b *testing.B) {
 	runAs := "root"
 	if os.Geteuid() != 0 {

@@ -6,6 +6,7 @@ package kinds
 import (
 	"github.com/picockpit/picockpit-client/modules"
 	"github.com/picockpit/picockpit-client/modules/gpio"
+	"github.com/picockpit/picockpit-client/modules/homeassistant"
 	"github.com/picockpit/picockpit-client/modules/picontrol"
 	"github.com/picockpit/picockpit-client/modules/pistats"
 )
@@ -14,5 +15,5 @@ import (
 func All() []modules.Kind {
 	stats := pistats.Kind()
 	stats.Section = pistats.SectionKey
-	return []modules.Kind{picontrol.Kind(), stats, gpio.Kind()}
+	return []modules.Kind{picontrol.Kind(), stats, gpio.Kind(), homeassistant.Kind()}
 }

@@ -28,6 +28,8 @@ const (
 	DefaultTimeout       = 60 * time.Second
 	DefaultKillGrace     = 5 * time.Second
 	DefaultOutputLimit   = 64 << 10
+	DefaultReplyGrace    = 200 * time.Millisecond
+	maxReplyGrace        = time.Minute
 	MaxTimeout           = 24 * time.Hour
 	DefaultMaxLength     = 1024
 	maxParamMaxLength    = 64 << 10
@@ -81,6 +83,9 @@ type Config struct {
 	// OutputLimit is how many bytes of stdout and of stderr the final result
 	// keeps (everything is streamed).
 	OutputLimit int `json:"output_limit"`
+	// ReplyGrace is how long a command may run before the requester hears
+	// "accepted": one that ends sooner gets only its final reply.
+	ReplyGrace Duration `json:"reply_grace"`
 }
 
 func defaultConfig() Config {
@@ -91,6 +96,7 @@ func defaultConfig() Config {
 		DefaultTimeout: Duration(DefaultTimeout),
 		KillGrace:      Duration(DefaultKillGrace),
 		OutputLimit:    DefaultOutputLimit,
+		ReplyGrace:     Duration(DefaultReplyGrace),
 	}
 }
 
@@ -120,7 +126,8 @@ func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
 		name string
 		raw  json.RawMessage
 		dst  *Duration
-	}{{"default_timeout", cj.DefaultTimeout, &cfg.DefaultTimeout}, {"kill_grace", cj.KillGrace, &cfg.KillGrace}} {
+	}{{"default_timeout", cj.DefaultTimeout, &cfg.DefaultTimeout}, {"kill_grace", cj.KillGrace, &cfg.KillGrace},
+		{"reply_grace", cj.ReplyGrace, &cfg.ReplyGrace}} {
 		if d.raw != nil {
 			if err := d.dst.UnmarshalJSON(d.raw); err != nil {
 				bad(d.name, "%w", err)
@@ -142,6 +149,9 @@ func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
 	if d := time.Duration(cfg.KillGrace); d <= 0 || d > time.Minute {
 		bad("kill_grace", "%v is out of range (0, 1m]", d)
 	}
+	if d := time.Duration(cfg.ReplyGrace); d < 0 || d > maxReplyGrace {
+		bad("reply_grace", "%v is out of range [0, %v]", d, maxReplyGrace)
+	}
 	if cfg.OutputLimit < 0 || cfg.OutputLimit > 16<<20 {
 		bad("output_limit", "%d is out of range 0..16777216", cfg.OutputLimit)
 	}
@@ -155,6 +165,7 @@ type configJSON struct {
 	Config
 	DefaultTimeout json.RawMessage `json:"default_timeout"`
 	KillGrace      json.RawMessage `json:"kill_grace"`
+	ReplyGrace     json.RawMessage `json:"reply_grace"`
 }
 
 // The JSON shapes of a module file. Nested lists stay raw so that each
@@ -187,6 +198,8 @@ type commandJSON struct {
 	NoNewPrivileges *bool             `json:"no_new_privileges"`
 	Capabilities    *[]string         `json:"capabilities"`
 	Parameters      []json.RawMessage `json:"parameters"`
+	// RequireSignature: only signed requests run it (signed.go).
+	RequireSignature bool `json:"require_signature"`
 }
 
 type paramJSON struct {
@@ -201,6 +214,10 @@ type paramJSON struct {
 	Min         *int64          `json:"min"`
 	Max         *int64          `json:"max"`
 	Env         string          `json:"env"`
+	// TrustEnv lifts the PICONTROL_ prefix rule for Env (paramsafety.go).
+	TrustEnv bool `json:"trust_env"`
+	// AllowLeadingDash lets a value start with "-" (paramsafety.go).
+	AllowLeadingDash bool `json:"allow_leading_dash"`
 }
 
 // module is one validated module file.
@@ -232,10 +249,12 @@ type command struct {
 	LimitCaps                           bool
 	Caps                                []runas.Capability
 	Params                              []*param
+	RequireSignature                    bool
 
 	mu     sync.Mutex
 	active int           // accepted and not yet finished
 	slot   chan struct{} // held while running in queue mode
+	result resultOrder   // keeps the retained result the latest
 }
 
 // param is one validated parameter.
@@ -250,6 +269,7 @@ type param struct {
 	MaxLength               int
 	Min, Max                *int64
 	Env                     string
+	AllowLeadingDash        bool
 }
 
 // reservedParamEnv are environment names a parameter may not set: the base
@@ -289,19 +309,29 @@ func (f *fieldErrs) addErr(field string, err error) {
 func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
 	fe := &fieldErrs{file: file.Path}
 	var fj fileJSON
+	// A field that does not decode is reported and left out of the checks
+	// below; the commands are still checked.
+	undecoded := map[string]bool{}
 	if err := modules.DecodeStrict(file.Data, &fj); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			err = errors.New("invalid JSON: the document ends too early")
 		}
 		fe.addErr("", err)
-		return nil, fe.probs
+		var ok bool
+		if undecoded, ok = modules.Fields(err); !ok {
+			return nil, fe.probs
+		}
 	}
 	m := &module{ID: fj.ID, Name: fj.Name, Description: fj.Description, Icon: fj.Icon, File: file.Path}
-	checkID(fe, "id", fj.ID)
-	checkText(fe, "name", fj.Name, true)
+	if !undecoded["id"] {
+		checkID(fe, "id", fj.ID)
+	}
+	if !undecoded["name"] {
+		checkText(fe, "name", fj.Name, true)
+	}
 	checkText(fe, "description", fj.Description, false)
 	checkText(fe, "icon", fj.Icon, false)
-	if len(fj.Commands) == 0 {
+	if len(fj.Commands) == 0 && !undecoded["commands"] {
 		fe.add("commands", "a module needs at least one command")
 	}
 	if len(fj.Commands) > maxCommandsPerModule {
@@ -355,7 +385,7 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 	}
 	f := func(name string) string { return field + "." + name }
 	c := &command{ID: cj.ID, Name: cj.Name, Description: cj.Description, Icon: cj.Icon, Confirm: cj.Confirm,
-		Workdir: cj.Workdir, slot: make(chan struct{}, 1)}
+		Workdir: cj.Workdir, slot: make(chan struct{}, 1), RequireSignature: cj.RequireSignature}
 	checkID(fe, f("id"), cj.ID)
 	checkText(fe, f("name"), cj.Name, true)
 	checkText(fe, f("description"), cj.Description, false)
@@ -572,7 +602,7 @@ func decodeParam(fe *fieldErrs, field string, raw json.RawMessage) *param {
 	}
 	f := func(name string) string { return field + "." + name }
 	p := &param{Name: pj.Name, Type: pj.Type, Description: pj.Description, Required: pj.Required,
-		Enum: pj.Enum, Min: pj.Min, Max: pj.Max, Env: pj.Env}
+		Enum: pj.Enum, Min: pj.Min, Max: pj.Max, Env: pj.Env, AllowLeadingDash: pj.AllowLeadingDash}
 	if !paramNameRE.MatchString(pj.Name) {
 		fe.add(f("name"), "%q is not a valid parameter name (%s)", pj.Name, paramNamePattern)
 	}
@@ -581,9 +611,13 @@ func decodeParam(fe *fieldErrs, field string, raw json.RawMessage) *param {
 		switch {
 		case !envNameRE.MatchString(pj.Env):
 			fe.add(f("env"), "%q is not a valid environment variable name", pj.Env)
-		case reservedEnv(pj.Env):
-			fe.add(f("env"), "%s may not be set from a parameter", pj.Env)
+		default:
+			if err := checkParamEnv(pj.Env, pj.TrustEnv); err != nil {
+				fe.add(f("env"), "%w", err)
+			}
 		}
+	} else if pj.TrustEnv {
+		fe.add(f("trust_env"), "only with env")
 	}
 	stringOnly := func(name string, set bool) {
 		if set && pj.Type != contract.PiControlParamString {
@@ -631,6 +665,9 @@ func decodeParam(fe *fieldErrs, field string, raw json.RawMessage) *param {
 	case contract.PiControlParamInteger:
 		if p.Min != nil && p.Max != nil && *p.Min > *p.Max {
 			fe.add(f("min"), "min %d is greater than max %d", *p.Min, *p.Max)
+		}
+		if p.Min != nil && *p.Min < 0 && !p.AllowLeadingDash {
+			fe.add(f("min"), "a negative minimum needs \"allow_leading_dash\": true (a negative value starts with \"-\")")
 		}
 	case contract.PiControlParamBoolean:
 	default:
@@ -725,6 +762,9 @@ func (p *param) fromString(s string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%q is not an integer", truncate(s, 40))
 		}
+		if n < 0 && !p.AllowLeadingDash {
+			return "", fmt.Errorf("%d is negative: %w", n, errLeadingDash)
+		}
 		if p.Min != nil && n < *p.Min {
 			return "", fmt.Errorf("%d is less than the minimum %d", n, *p.Min)
 		}
@@ -760,7 +800,7 @@ func (p *param) checkString(s string) error {
 	if p.re != nil && !p.re.MatchString(s) {
 		return fmt.Errorf("%q does not match the pattern %s", truncate(s, 40), p.Pattern)
 	}
-	return nil
+	return p.checkSafety(s)
 }
 
 // typed returns the canonical value as the JSON type of the parameter.

@@ -49,7 +49,7 @@ func TestDecodeModuleProblems(t *testing.T) {
 		{"command with shell syntax", "", oneCommand(`{"id":"c","name":"C","command":"/bin/echo hi; /bin/rm x","user":"nobody"}`), "commands[0].command", "shell syntax"},
 		{"unterminated quote", "", oneCommand(`{"id":"c","name":"C","command":"/bin/echo 'hi","user":"nobody"}`), "commands[0].command", "unterminated"},
 		{"shell with argv", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"shell":true,"user":"nobody"}`), "commands[0].shell", "needs command"},
-		{"shell placeholder", "", oneCommand(`{"id":"c","name":"C","command":"echo {n}","shell":true,"user":"nobody","parameters":[{"name":"n","type":"integer","env":"N"}]}`), "commands[0].command", "through env"},
+		{"shell placeholder", "", oneCommand(`{"id":"c","name":"C","command":"echo {n}","shell":true,"user":"nobody","parameters":[{"name":"n","type":"integer","env":"PICONTROL_N"}]}`), "commands[0].command", "through env"},
 		{"negative timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":"-5s"}`), "commands[0].timeout", "negative"},
 		{"zero timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":"0s"}`), "commands[0].timeout", "out of range"},
 		{"number timeout", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","timeout":30}`), "commands[0].timeout", `got the number 30 (write "30s" for seconds)`},
@@ -72,7 +72,7 @@ func TestDecodeModuleProblems(t *testing.T) {
 		{"min on string", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/echo","{s}"],"user":"nobody","parameters":[{"name":"s","type":"string","enum":["a"],"min":1}]}`), "commands[0].parameters[0].min", "only for integer"},
 		{"min above max", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/echo","{n}"],"user":"nobody","parameters":[{"name":"n","type":"integer","min":5,"max":1}]}`), "commands[0].parameters[0].min", "greater than max"},
 		{"reserved env", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","parameters":[{"name":"p","type":"string","enum":["x"],"env":"LD_PRELOAD"}]}`), "commands[0].parameters[0].env", "may not be set"},
-		{"env clash", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","env":{"P":"1"},"parameters":[{"name":"p","type":"boolean","env":"P"}]}`), "commands[0].parameters[0].env", "also set in env"},
+		{"env clash", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/true"],"user":"nobody","env":{"PICONTROL_P":"1"},"parameters":[{"name":"p","type":"boolean","env":"PICONTROL_P"}]}`), "commands[0].parameters[0].env", "also set in env"},
 		{"duplicate parameter", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/echo","{p}"],"user":"nobody","parameters":[{"name":"p","type":"boolean"},{"name":"p","type":"boolean"}]}`), "commands[0].parameters[1].name", "duplicate"},
 		{"unknown parameter field", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/echo","{p}"],"user":"nobody","parameters":[{"name":"p","type":"boolean","regex":"x"}]}`), "commands[0].parameters[0].regex", "unknown field"},
 		{"default fails pattern", "", oneCommand(`{"id":"c","name":"C","argv":["/bin/echo","{s}"],"user":"nobody","parameters":[{"name":"s","type":"string","pattern":"[a-z]+","default":"A1"}]}`), "commands[0].parameters[0].default", "does not match"},
@@ -112,6 +112,8 @@ func TestDecodeConfigProblems(t *testing.T) {
 		{`{"default_timeout":"forever"}`, "picontrol.default_timeout", "forever"},
 		{`{"kill_grace":"2h"}`, "picontrol.kill_grace", "out of range"},
 		{`{"output_limit":-1}`, "picontrol.output_limit", "out of range"},
+		{`{"reply_grace":"2m"}`, "picontrol.reply_grace", "out of range"},
+		{`{"reply_grace":"soon"}`, "picontrol.reply_grace", "soon"},
 		{`{"default_user":""}`, "picontrol.default_user", "empty"},
 		{`[]`, "picontrol", "must be a JSON object"},
 	} {
@@ -126,6 +128,9 @@ func TestDecodeConfigProblems(t *testing.T) {
 		t.Fatal(probs)
 	}
 	want := defaultConfig()
+	if want.ReplyGrace != Duration(200e6) {
+		t.Errorf("default reply_grace %v, want 200ms", want.ReplyGrace)
+	}
 	want.DefaultUser, want.MaxParallel, want.DefaultTimeout, want.KillGrace = "nobody", 2, Duration(90e9), Duration(1e9)
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)

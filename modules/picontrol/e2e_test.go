@@ -124,7 +124,8 @@ func (e *e2e) markRuns() int {
 }
 
 func TestE2ERequestStreamsToDone(t *testing.T) {
-	e := startE2E(t, nil)
+	// reply_grace 0: accepted at once, then the output as it comes.
+	e := startE2E(t, map[string]any{"reply_grace": "0s"})
 	e.request("out", "", "corr-out", brokertest.PublishOptions{})
 	f, rs := e.final("corr-out")
 	if rs[0].Status != contract.StatusAccepted {
@@ -160,6 +161,27 @@ func TestE2ERequestStreamsToDone(t *testing.T) {
 		return m.Topic == e.a.Topic("events") && json.Unmarshal(m.Payload, &ev) == nil &&
 			ev.Kind == contract.EventCommand && ev.Requester == "e2e-test" && ev.Fields["user"] == "nobody"
 	})
+}
+
+// A command that ends within reply_grace gets one reply, the final one, and
+// its result and audit event follow.
+func TestE2EShortCommandOneReply(t *testing.T) {
+	e := startE2E(t, map[string]any{"reply_grace": "1m"})
+	e.request("out", "", "short", brokertest.PublishOptions{})
+	f, rs := e.final("short")
+	if len(rs) != 1 || f.Seq != 0 || f.Status != contract.StatusDone || *f.ExitCode != 3 || f.Stdout != "out\n" || f.Stderr != "err\n" {
+		t.Errorf("replies %+v, want only the final done, seq 0, with the output", rs)
+	}
+	agenttest.ValidateSchema(t, "picontrol-reply", e.c.WaitFor(wait, "retained result",
+		brokertest.Topic(e.a.Topic("picontrol/result/e2e/out"))).Payload)
+	e.c.WaitFor(wait, "audit event", func(m brokertest.Message) bool {
+		var ev contract.Event
+		return m.Topic == e.a.Topic("events") && json.Unmarshal(m.Payload, &ev) == nil && ev.Kind == contract.EventCommand
+	})
+	// Nothing of the exchange came after the final reply.
+	if n := len(e.replies("short")); n != 1 {
+		t.Errorf("%d replies after the result and the event, want 1", n)
+	}
 }
 
 func TestE2ERefusedRequestsNeverRun(t *testing.T) {

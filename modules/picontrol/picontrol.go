@@ -1,8 +1,9 @@
 // Package picontrol is the PiControl module kind: commands defined in JSON
 // module files, each run as its configured user through package runas and
-// answered over the Bus with a stream of replies (accepted, running chunks,
-// one final done, failed or rejected). docs/picontrol.md describes the module
-// format and the exchange.
+// answered over the Bus: one final reply (done, failed or rejected) for a
+// command that ends within the reply grace period, or accepted, running
+// chunks and the final reply for a longer one. docs/picontrol.md describes
+// the module format and the exchange.
 package picontrol
 
 import (
@@ -15,12 +16,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/picockpit/picockpit-client/agent/contract"
 	"github.com/picockpit/picockpit-client/agent/runas"
 	"github.com/picockpit/picockpit-client/modules"
+	"github.com/picockpit/picockpit-client/modules/signature"
 )
 
 // Name is the app name and the main config section of the kind.
@@ -60,6 +63,8 @@ func load(env modules.Env, section []byte, sectionFile string, files []modules.F
 		commands: map[string]*command{},
 		run:      runas.Run,
 		now:      time.Now,
+		root:     env.Root,
+		sigs:     env.Signatures,
 	}
 	files = slices.Clone(files)
 	slices.SortStableFunc(files, func(a, b modules.File) int { return strings.Compare(a.Path, b.Path) })
@@ -96,6 +101,9 @@ type Module struct {
 	// run starts a command; tests replace it to see what reaches exec.
 	run func(context.Context, runas.Spec) (runas.Result, error)
 	now func() time.Time
+	// root and sigs verify signed requests (signed.go).
+	root contract.Root
+	sigs *signature.Verifier
 
 	bus     modules.Bus
 	ctx     context.Context
@@ -148,7 +156,8 @@ func (m *Module) catalogue() contract.PiControlCatalogue {
 			Commands: []contract.PiControlCommand{}}
 		for _, c := range mod.Commands {
 			pc := contract.PiControlCommand{ID: c.ID, Name: c.Name, Description: c.Description, Icon: c.Icon,
-				Confirm: c.Confirm, Topic: contract.PiControlRunTopic(mod.ID, c.ID), Parameters: []contract.PiControlParameter{}}
+				Confirm: c.Confirm, Topic: contract.PiControlRunTopic(mod.ID, c.ID), Parameters: []contract.PiControlParameter{},
+				RequireSignature: c.RequireSignature}
 			for _, p := range c.Params {
 				pc.Parameters = append(pc.Parameters, contract.PiControlParameter{
 					Name: p.Name, Type: p.Type, Description: p.Description, Required: p.Required,
@@ -170,16 +179,30 @@ func maxLenFor(p *param) int {
 	return 0
 }
 
-// exchange is one request and the replies it gets.
+// exchange is one request and the replies it gets. A request that ends
+// within the reply grace period gets one reply, the final one; a longer one
+// gets "accepted" when the grace period passes (or as soon as its output
+// would not fit the final reply), then its output as "running" chunks, then
+// the final reply.
 type exchange struct {
 	m       *Module
 	req     *modules.Request
 	module  string
 	command string
 	user    string
-	mu      sync.Mutex
-	seq     int
+	// signedBy names the key of a signed request, for the audit.
+	signedBy string
+
+	mu       sync.Mutex
+	seq      int
+	promoted bool        // accepted was sent: output is streamed
+	final    bool        // the final reply was sent
+	grace    *time.Timer // promotes the exchange when the grace period passes
+	held     []heldChunk // output not sent while not promoted
+	heldSize map[string]int
 }
+
+type heldChunk struct{ stream, data string }
 
 func (x *exchange) base(status string) contract.PiControlReply {
 	return contract.PiControlReply{
@@ -188,10 +211,82 @@ func (x *exchange) base(status string) contract.PiControlReply {
 	}
 }
 
-// send publishes one reply of the exchange with the next sequence number.
-func (x *exchange) send(r contract.PiControlReply) {
+// startGrace arms the grace period: when it passes before the final reply,
+// the exchange is promoted (accepted, then streamed output).
+func (x *exchange) startGrace(d time.Duration) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if d <= 0 {
+		x.promoteLocked()
+		return
+	}
+	x.grace = time.AfterFunc(d, func() {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		x.promoteLocked()
+	})
+}
+
+// promoteLocked sends accepted and the output held so far, once, unless the
+// final reply went out already.
+func (x *exchange) promoteLocked() {
+	if x.promoted || x.final {
+		return
+	}
+	x.promoted = true
+	x.sendLocked(x.base(contract.StatusAccepted))
+	for _, c := range x.held {
+		x.sendChunkLocked(c.stream, c.data)
+	}
+	x.held, x.heldSize = nil, nil
+}
+
+// output takes one chunk of output: streamed once promoted, otherwise held
+// for the final reply. Output that the final reply could not carry whole
+// (more than limit bytes of a stream) promotes the exchange at once, so no
+// byte is lost.
+func (x *exchange) output(stream string, data []byte, limit int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.final {
+		return
+	}
+	if x.promoted {
+		x.sendChunkLocked(stream, string(data))
+		return
+	}
+	if x.heldSize == nil {
+		x.heldSize = map[string]int{}
+	}
+	x.held = append(x.held, heldChunk{stream, string(data)})
+	x.heldSize[stream] += len(data)
+	if x.heldSize[stream] > limit {
+		x.promoteLocked()
+	}
+}
+
+func (x *exchange) sendChunkLocked(stream, data string) {
+	cr := x.base(contract.StatusRunning)
+	cr.Stream, cr.Data = stream, data
+	x.sendLocked(cr)
+}
+
+// finish sends the final reply: after accepted and every chunk when the
+// exchange was promoted, alone (seq 0) otherwise.
+func (x *exchange) finish(r contract.PiControlReply) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.grace != nil {
+		x.grace.Stop()
+	}
+	x.final = true
+	x.held, x.heldSize = nil, nil
+	x.sendLocked(r)
+}
+
+// sendLocked publishes one reply of the exchange with the next sequence
+// number.
+func (x *exchange) sendLocked(r contract.PiControlReply) {
 	r.Seq = x.seq
 	x.seq++
 	b, err := json.Marshal(r)
@@ -204,11 +299,26 @@ func (x *exchange) send(r contract.PiControlReply) {
 	if err := x.m.bus.Reply(ctx, x.req, b); err != nil {
 		x.m.log.Warn("reply", "topic", x.req.Topic, "status", r.Status, "err", err)
 	}
-	if contract.IsFinal(r.Status) && r.Status != contract.StatusRejected {
-		if err := x.m.bus.Publish(ctx, contract.PiControlResultTopic(x.module, x.command), b,
-			modules.PublishOptions{Retain: true, QoS: 1, Sticky: true}); err != nil {
-			x.m.log.Warn("publish result", "topic", x.req.Topic, "err", err)
-		}
+}
+
+// publishResult retains the final reply of a run on the command's result
+// topic, unless a run that ended later already published its own.
+func (x *exchange) publishResult(c *command, order uint64, r contract.PiControlReply) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	c.result.mu.Lock()
+	defer c.result.mu.Unlock()
+	if order < c.result.published {
+		return
+	}
+	c.result.published = order
+	ctx, cancel := context.WithTimeout(context.Background(), replyTimeout)
+	defer cancel()
+	if err := x.m.bus.Publish(ctx, contract.PiControlResultTopic(x.module, x.command), b,
+		modules.PublishOptions{Retain: true, QoS: 1, Sticky: true}); err != nil {
+		x.m.log.Warn("publish result", "topic", x.req.Topic, "err", err)
 	}
 }
 
@@ -217,7 +327,7 @@ func (x *exchange) reject(param string, err error) {
 	r := x.base(contract.StatusRejected)
 	r.Error = err.Error()
 	r.Parameter = param
-	x.send(r)
+	x.finish(r)
 	fields := map[string]any{"module": x.module, "command": x.command, "error": r.Error}
 	if x.user != "" {
 		fields["user"] = x.user
@@ -225,6 +335,7 @@ func (x *exchange) reject(param string, err error) {
 	if param != "" {
 		fields["parameter"] = param
 	}
+	signatureFields(fields, err)
 	x.m.bus.Event(contract.Event{TS: x.m.now().UTC(), Kind: contract.EventRejected, Module: Name,
 		Message: fmt.Sprintf("%s/%s rejected: %s", x.module, x.command, r.Error),
 		Topic:   x.req.Topic, Requester: x.req.Requester, Fields: fields})
@@ -254,6 +365,14 @@ func (m *Module) handle(_ context.Context, req *modules.Request) {
 		return
 	}
 	x.user = c.User.Name
+	if c.RequireSignature {
+		key, err := m.verify(req, c)
+		if err != nil {
+			x.reject("", err)
+			return
+		}
+		x.signedBy = key
+	}
 	raw, err := decodePayload(req.Payload)
 	if err != nil {
 		var pe *paramError
@@ -302,19 +421,21 @@ func (m *Module) handle(_ context.Context, req *modules.Request) {
 	m.pending++
 	m.wg.Add(1)
 	m.mu.Unlock()
-
-	go func() {
-		defer m.wg.Done()
-		defer func() {
+	var once sync.Once
+	admitted := func() {
+		once.Do(func() {
+			release()
 			m.mu.Lock()
 			m.pending--
 			m.mu.Unlock()
-		}()
-		defer release()
-		// Replies may wait for the broker: send even "accepted" from here so
-		// the subscription worker never waits.
-		x.send(x.base(contract.StatusAccepted))
-		m.execute(x, c, vals)
+		})
+	}
+	// The command starts at once; replies may wait for the broker, so they
+	// all go out from the goroutine and the subscription worker never waits.
+	go func() {
+		defer m.wg.Done()
+		defer admitted()
+		m.execute(x, c, vals, admitted)
 	}()
 }
 
@@ -327,18 +448,38 @@ func (m *Module) hasModule(id string) bool {
 	return false
 }
 
-// execute waits for its turn, then runs the command and sends the final reply.
-func (m *Module) execute(x *exchange, c *command, vals map[string]string) {
+// execute waits for its turn, runs the command and sends the final reply,
+// then the retained result and the audit event. Everything the request
+// holds (its place in the queue, the command's and the module's slots) is
+// given back before the final reply goes out: a requester that sends its
+// next request as soon as it has the answer finds the command free. The
+// result and the event follow the final reply, so they never delay it.
+func (m *Module) execute(x *exchange, c *command, vals map[string]string, admitted func()) {
+	x.startGrace(time.Duration(m.cfg.ReplyGrace))
+	var held []chan struct{}
+	free := func() {
+		for _, s := range held {
+			<-s
+		}
+		held = nil
+		admitted()
+	}
+	end := func(r contract.PiControlReply) {
+		order := c.result.next()
+		free()
+		x.finish(r)
+		x.publishResult(c, order, r)
+		m.audit(x, c, r)
+	}
 	notRun := func(why string) {
 		r := x.base(contract.StatusFailed)
 		r.Error = why
-		x.send(r)
-		m.audit(x, c, r)
+		end(r)
 	}
 	if c.Queue {
 		select {
 		case c.slot <- struct{}{}:
-			defer func() { <-c.slot }()
+			held = append(held, c.slot)
 		case <-m.ctx.Done():
 			notRun("picontrol shut down before the command ran")
 			return
@@ -346,12 +487,13 @@ func (m *Module) execute(x *exchange, c *command, vals map[string]string) {
 	}
 	select {
 	case m.sem <- struct{}{}:
-		defer func() { <-m.sem }()
+		held = append(held, m.sem)
 	case <-m.ctx.Done():
 		notRun("picontrol shut down before the command ran")
 		return
 	}
 	if x.req.Expired(m.now()) {
+		free()
 		x.reject("", errors.New("request expired while waiting to run (message expiry passed); not run"))
 		return
 	}
@@ -361,33 +503,39 @@ func (m *Module) execute(x *exchange, c *command, vals map[string]string) {
 	}
 	// A chunk may end inside a UTF-8 sequence: hold the incomplete tail back
 	// for the next chunk of the same stream.
-	var heldMu sync.Mutex
-	held := map[string][]byte{}
-	chunk := func(stream string, data []byte) {
-		cr := x.base(contract.StatusRunning)
-		cr.Stream, cr.Data = stream, string(data)
-		x.send(cr)
-	}
+	limit := m.cfg.OutputLimit
+	var tailMu sync.Mutex
+	tails := map[string][]byte{}
 	r := m.runCommand(m.ctx, c, vals, func(stream string, data []byte) {
-		heldMu.Lock()
-		data = append(held[stream], data...)
+		tailMu.Lock()
+		data = append(tails[stream], data...)
 		complete, rest := splitUTF8(data)
-		held[stream] = append([]byte(nil), rest...)
-		heldMu.Unlock()
+		tails[stream] = append([]byte(nil), rest...)
+		tailMu.Unlock()
 		if len(complete) > 0 {
-			chunk(stream, complete)
+			x.output(stream, complete, limit)
 		}
 	})
 	for _, stream := range []string{runas.Stdout, runas.Stderr} {
-		if len(held[stream]) > 0 {
-			chunk(stream, held[stream])
+		if len(tails[stream]) > 0 {
+			x.output(stream, tails[stream], limit)
 		}
 	}
 	r.Response.Topic = x.req.Topic
 	r.Module, r.Command = x.module, x.command
-	x.send(r)
-	m.audit(x, c, r)
+	end(r)
 }
+
+// resultOrder keeps the retained result of a command the latest one: runs
+// are numbered as they end, and a result is published only if no run that
+// ended later published first.
+type resultOrder struct {
+	ended     atomic.Uint64
+	mu        sync.Mutex // held while publishing
+	published uint64
+}
+
+func (o *resultOrder) next() uint64 { return o.ended.Add(1) }
 
 // runCommand runs c with bound values through runas and returns the final
 // reply (done or failed) without topic.
@@ -445,6 +593,9 @@ func (m *Module) audit(x *exchange, c *command, r contract.PiControlReply) {
 	}
 	if x.req.Requester != "" {
 		fields["requester"] = x.req.Requester
+	}
+	if x.signedBy != "" {
+		fields["signed_by"] = x.signedBy
 	}
 	m.bus.Event(contract.Event{TS: m.now().UTC(), Kind: contract.EventCommand, Module: Name, Message: msg,
 		Topic: x.req.Topic, Requester: x.req.Requester, Fields: fields})

@@ -40,8 +40,12 @@ type fakeRun struct {
 	// gate, if set, holds every run until a value is received or ctx ends.
 	gate    chan struct{}
 	started chan string // receives argv[1] (or "") of every started run, if set
-	res     runas.Result
+	// output is written through OnOutput when the run starts.
+	output []chunkOut
+	res    runas.Result
 }
+
+type chunkOut struct{ stream, data string }
 
 func (f *fakeRun) run(ctx context.Context, s runas.Spec) (runas.Result, error) {
 	f.mu.Lock()
@@ -53,6 +57,11 @@ func (f *fakeRun) run(ctx context.Context, s runas.Spec) (runas.Result, error) {
 			arg = s.Args[1]
 		}
 		f.started <- arg
+	}
+	for _, o := range f.output {
+		if s.OnOutput != nil {
+			s.OnOutput(o.stream, []byte(o.data))
+		}
 	}
 	if f.gate != nil {
 		select {
@@ -142,6 +151,18 @@ func decodeReplies(t testing.TB, msgs []bustest.Message, corr string) []contract
 	return out
 }
 
+// eventually polls cond until it holds, failing the test after a minute.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after a minute", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func hasFinal(rs []contract.PiControlReply) bool {
 	for _, r := range rs {
 		if contract.IsFinal(r.Status) {
@@ -183,15 +204,16 @@ func final(t testing.TB, rs []contract.PiControlReply) contract.PiControlReply {
 
 const streamModule = `{"id":"m","name":"M","commands":[
  {"id":"out","name":"Out","argv":["/bin/sh","-c","echo out; echo err >&2; exit 3"],"user":"nobody"},
- {"id":"echo","name":"Echo","argv":["/bin/sh","-c","printf '%s|' \"$@\"; printf '%s' \"$GREETING\"","sh","{text}","{n}"],"user":"nobody",
+ {"id":"echo","name":"Echo","argv":["/bin/sh","-c","printf '%s|' \"$@\"; printf '%s' \"$PICONTROL_GREETING\"","sh","{text}","{n}"],"user":"nobody",
   "parameters":[{"name":"text","type":"string","pattern":".*"},{"name":"n","type":"integer","default":7},
-                {"name":"greeting","type":"string","enum":["hi","ho"],"env":"GREETING"}]},
+                {"name":"greeting","type":"string","enum":["hi","ho"],"env":"PICONTROL_GREETING"}]},
  {"id":"group","name":"Group","argv":["/bin/sh","-c","echo $$; sleep 100 & sleep 100"],"user":"nobody","timeout":"1h"}
 ]}`
 
 func TestRequestStreamsAndFinishes(t *testing.T) {
 	requireRoot(t)
-	h := start(t, "", nil, mfile("m.json", streamModule))
+	// reply_grace 0: accepted at once, then the output as it comes.
+	h := start(t, `{"reply_grace":"0s"}`, nil, mfile("m.json", streamModule))
 	h.inject(request("picontrol/run/m/out", "", "corr-1"))
 	rs := h.exchange("corr-1")
 
@@ -213,11 +235,33 @@ func TestRequestStreamsAndFinishes(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{"stdout": "out\n", "stderr": "err\n"}, streams); diff != "" {
 		t.Errorf("streamed output (-want +got):\n%s", diff)
 	}
-	f := final(t, rs)
+	checkOutFinal(t, h, final(t, rs))
+}
+
+// A command that ends within reply_grace: one reply, the final one.
+func TestRequestWithinGraceOneReply(t *testing.T) {
+	requireRoot(t)
+	h := start(t, `{"reply_grace":"1m"}`, nil, mfile("m.json", streamModule))
+	h.inject(request("picontrol/run/m/out", "", "corr-1"))
+	rs := h.exchange("corr-1")
+	if len(rs) != 1 || rs[0].Seq != 0 {
+		t.Errorf("replies %+v, want only the final one, seq 0", rs)
+	}
+	checkOutFinal(t, h, final(t, rs))
+}
+
+// checkOutFinal checks the final reply, retained result and audit of m/out.
+func checkOutFinal(t *testing.T, h *harness, f contract.PiControlReply) {
+	t.Helper()
 	if f.Status != contract.StatusDone || f.ExitCode == nil || *f.ExitCode != 3 || f.Stdout != "out\n" ||
 		f.Stderr != "err\n" || f.DurationMS == nil || f.Truncated || f.Error != "" {
 		t.Errorf("final reply %+v", f)
 	}
+	// The result and the audit follow the final reply.
+	eventually(t, "retained result and audit", func() bool {
+		_, ok := h.bus.Retained("picontrol/result/m/out")
+		return ok && len(h.bus.Events()) > 0
+	})
 	for _, m := range h.bus.Messages() {
 		if m.Reply && (m.Topic != replyBase+"t" || string(m.Correlation) != "corr-1" || m.Opts.QoS != 1) {
 			t.Errorf("reply on %q correlation %q qos %d", m.Topic, m.Correlation, m.Opts.QoS)
@@ -263,7 +307,7 @@ const paramModule = `{"id":"svc","name":"Services","commands":[
    {"name":"name","type":"string","pattern":"[a-z0-9-]{1,32}","required":true},
    {"name":"mode","type":"string","enum":["fast","slow"]},
    {"name":"n","type":"integer","min":1,"max":10},
-   {"name":"flag","type":"boolean","env":"FLAG"}]},
+   {"name":"flag","type":"boolean","env":"PICONTROL_FLAG"}]},
  {"id":"plain","name":"Plain","argv":["/bin/true"],"user":"nobody"}
 ]}`
 
@@ -332,8 +376,8 @@ func TestValidRequestBuildsArgvAndEnv(t *testing.T) {
 		env     []string
 	}{
 		{`{"name":"web-1"}`, []string{"/bin/echo", "web-1"}, nil},
-		{`{"name":"web-1","mode":"slow","n":10,"flag":false}`, []string{"/bin/echo", "web-1", "slow", "10"}, []string{"FLAG=false"}},
-		{` {"flag":true, "name":"a"} `, []string{"/bin/echo", "a"}, []string{"FLAG=true"}},
+		{`{"name":"web-1","mode":"slow","n":10,"flag":false}`, []string{"/bin/echo", "web-1", "slow", "10"}, []string{"PICONTROL_FLAG=false"}},
+		{` {"flag":true, "name":"a"} `, []string{"/bin/echo", "a"}, []string{"PICONTROL_FLAG=true"}},
 	} {
 		fake := &fakeRun{}
 		h := start(t, "", fake, mfile("svc.json", paramModule))

@@ -99,13 +99,10 @@ func TestCatalogueAndRepliesValidate(t *testing.T) {
 	}
 
 	// Every reply of a few exchanges validates.
-	fake := &fakeRun{res: runas.Result{ExitCode: 0, Stdout: []byte("hi"), StdoutTruncated: true}}
-	h := start(t, "", fake, modules.File{Path: "svc.json", Data: []byte(paramModule)})
-	// The fake does not stream: send one chunk through the real reply path.
-	x := &exchange{m: h.m, req: request("picontrol/run/svc/plain", "", "chunk"), module: "svc", command: "plain"}
-	cr := x.base("running")
-	cr.Stream, cr.Data = "stdout", "hi"
-	x.send(cr)
+	// reply_grace 0: every exchange that runs gets accepted and chunks.
+	fake := &fakeRun{res: runas.Result{ExitCode: 0, Stdout: []byte("hi"), StdoutTruncated: true},
+		output: []chunkOut{{"stdout", "hi"}}}
+	h := start(t, `{"reply_grace":"0s"}`, fake, modules.File{Path: "svc.json", Data: []byte(paramModule)})
 	h.inject(request("picontrol/run/svc/restart", `{"name":"web"}`, "ok"))
 	h.inject(request("picontrol/run/svc/restart", `{"name":"; reboot"}`, "bad"))
 	h.inject(request("picontrol/run/svc/nope", ``, "unknown"))
