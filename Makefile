@@ -15,7 +15,7 @@ PKGS       := ./...
 # go test -json of every run of `make test` (and test-nodered) goes here;
 # .ci/testsummary.go prints per-package results and the totals from it.
 TEST_RESULTS ?= bin/test-results
-SUMMARY    := $(GO) run .ci/testsummary.go
+SUMMARY    := bin/testsummary
 
 .PHONY: help build test test-go fuzz stress vet lint demo bench bench-floor cross deb repo test-deb test-nodered deps clean
 
@@ -44,16 +44,19 @@ lint: vet ## gofmt check, go vet, staticcheck when installed
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
 
-test: deps vet ## the test command: vet, go test -race ./..., each fuzz target FUZZTIME executions; ends with "N passed, N failed, N skipped"
+$(SUMMARY): .ci/testsummary.go
+	$(GO) build -o $@ .ci/testsummary.go
+
+test: deps vet $(SUMMARY) ## the test command: vet, go test -race ./..., each fuzz target FUZZTIME executions; ends with "N passed, N failed, N skipped"
 	@rm -rf $(TEST_RESULTS) && mkdir -p $(TEST_RESULTS)
 	@rc=0; $(MAKE) --no-print-directory test-go || rc=1; $(MAKE) --no-print-directory fuzz || rc=1; \
 	$(SUMMARY) -total $(TEST_RESULTS)/*.json || rc=1; exit $$rc
 
-test-go:
+test-go: $(SUMMARY)
 	@mkdir -p $(TEST_RESULTS)
 	set -o pipefail; $(GO) test -race -count=1 -timeout 20m -json $(PKGS) | $(SUMMARY) -totals=false -save $(TEST_RESULTS)/go.json
 
-fuzz: ## run every Fuzz target FUZZTIME times (default 2000x) on top of its committed corpus
+fuzz: $(SUMMARY) ## run every Fuzz target FUZZTIME times (default 2000x) on top of its committed corpus
 	@mkdir -p $(TEST_RESULTS)
 	@set -eo pipefail; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 		for t in $$(grep -h '^func Fuzz' $$f/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
@@ -108,7 +111,7 @@ test-deb: ## install the package into a debootstrapped Debian 12 from the signed
 	debian/test-deb.sh
 
 NODE_RED_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/picockpit-client/node-red
-test-nodered: deps ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard 2 against a real broker and two agents, driven in headless Chromium
+test-nodered: deps $(SUMMARY) ## the shipped Node-RED flow in a real Node-RED 4 + Dashboard 2 against a real broker and two agents, driven in headless Chromium
 	@missing=; command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium chromium-driver"; \
 	if [ -n "$$missing" ]; then \

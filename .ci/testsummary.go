@@ -4,8 +4,11 @@
 // alone. Tests are counted at the leaves: a test with subtests counts
 // through them (and once more only if it failed on its own).
 //
-//	go test -json ./... | go run .ci/testsummary.go -save run.json
-//	go run .ci/testsummary.go -total run1.json run2.json
+//	go build -o bin/testsummary .ci/testsummary.go
+//	go test -json ./... | bin/testsummary -save run.json
+//	bin/testsummary -total run1.json run2.json
+//
+// (Built, not go run: go run adds an "exit status 1" line after the totals.)
 //
 // The first form streams stdin (saving a copy with -save; -totals=false
 // leaves out the skips and totals) and exits 1 when anything failed; the

@@ -246,7 +246,8 @@ func Command(t testing.TB, args ...string) *exec.Cmd {
 
 // Binary returns the agent binary for StartProcess: the test binary itself
 // under Main with a run function, else cmd/picockpit-client built once per
-// test process into a temp dir that Main removes.
+// test process (with -race when the tests run with it) into a temp dir that
+// Main removes.
 func Binary(t testing.TB) string {
 	t.Helper()
 	if !mainRan {
@@ -267,9 +268,15 @@ func Binary(t testing.TB) string {
 			return
 		}
 		buildPath = filepath.Join(buildDir, "picockpit-client")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/picockpit-client")
+		// The same build flags as this test binary (race detector, cgo
+		// default), so go build links the packages go test just compiled
+		// instead of compiling everything again.
+		args := []string{"build", "-o", buildPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/picockpit-client")...)
 		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
