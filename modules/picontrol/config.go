@@ -22,11 +22,15 @@ import (
 
 // Limits and defaults of the configuration.
 const (
-	DefaultUser          = "pi"
-	DefaultMaxParallel   = 8
-	DefaultMaxQueue      = 256
-	DefaultTimeout       = 60 * time.Second
-	DefaultKillGrace     = 5 * time.Second
+	DefaultUser        = "pi"
+	DefaultMaxParallel = 8
+	DefaultMaxQueue    = 256
+	DefaultTimeout     = 60 * time.Second
+	DefaultKillGrace   = 5 * time.Second
+	// MaxKillGrace keeps SIGTERM-to-SIGKILL below the unit's watchdog
+	// period (WatchdogSec=30): a stop or reload that waits for a command
+	// ignoring SIGTERM must not outlast it.
+	MaxKillGrace         = 20 * time.Second
 	DefaultOutputLimit   = 64 << 10
 	DefaultReplyGrace    = 200 * time.Millisecond
 	maxReplyGrace        = time.Minute
@@ -44,6 +48,9 @@ const (
 	maxTextLength        = 4096
 	maxCommandsPerModule = 256
 )
+
+// KillGraceReason says why kill_grace is capped, in config errors.
+const KillGraceReason = "a command that ignores SIGTERM must be killed before the service watchdog (WatchdogSec=30) gives up on the agent"
 
 var (
 	idRE          = regexp.MustCompile(identifierPattern)
@@ -146,8 +153,8 @@ func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
 	if d := time.Duration(cfg.DefaultTimeout); d <= 0 || d > MaxTimeout {
 		bad("default_timeout", "%v is out of range (0, %v]", d, MaxTimeout)
 	}
-	if d := time.Duration(cfg.KillGrace); d <= 0 || d > time.Minute {
-		bad("kill_grace", "%v is out of range (0, 1m]", d)
+	if d := time.Duration(cfg.KillGrace); d <= 0 || d > MaxKillGrace {
+		bad("kill_grace", "%v is out of range (0, %v]: %s", d, MaxKillGrace, KillGraceReason)
 	}
 	if d := time.Duration(cfg.ReplyGrace); d < 0 || d > maxReplyGrace {
 		bad("reply_grace", "%v is out of range [0, %v]", d, maxReplyGrace)

@@ -111,6 +111,7 @@ func TestDecodeConfigProblems(t *testing.T) {
 		{`{"max_paralel":3}`, "picontrol.max_paralel", "unknown field"},
 		{`{"default_timeout":"forever"}`, "picontrol.default_timeout", "forever"},
 		{`{"kill_grace":"2h"}`, "picontrol.kill_grace", "out of range"},
+		{`{"kill_grace":"40s"}`, "picontrol.kill_grace", "before the service watchdog"},
 		{`{"output_limit":-1}`, "picontrol.output_limit", "out of range"},
 		{`{"reply_grace":"2m"}`, "picontrol.reply_grace", "out of range"},
 		{`{"reply_grace":"soon"}`, "picontrol.reply_grace", "soon"},

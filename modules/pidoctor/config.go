@@ -123,8 +123,8 @@ func decodeConfig(section []byte, file string) (Config, []modules.Problem) {
 	if cfg.DefaultTimeout <= 0 || cfg.DefaultTimeout > time.Hour {
 		bad("default_timeout", "%v is out of range (0, 1h]", cfg.DefaultTimeout)
 	}
-	if cfg.KillGrace <= 0 || cfg.KillGrace > time.Minute {
-		bad("kill_grace", "%v is out of range (0, 1m]", cfg.KillGrace)
+	if cfg.KillGrace <= 0 || cfg.KillGrace > picontrol.MaxKillGrace {
+		bad("kill_grace", "%v is out of range (0, %v]: %s", cfg.KillGrace, picontrol.MaxKillGrace, picontrol.KillGraceReason)
 	}
 	if cfg.OutputLimit < 1 || cfg.OutputLimit > 16<<20 {
 		bad("output_limit", "%d is out of range 1..16777216", cfg.OutputLimit)
