@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	agenttest.Main(m, nil) // builds the agent binary once and removes it
 }
 
 const wait = 15 * time.Second
