@@ -251,12 +251,14 @@ func (a *Agent) Run(ctx context.Context, initial map[string]modules.Module, prob
 			a.log.Warn("status file", "err", err)
 		}
 	}()
-	if err := a.session.Start(); err != nil {
-		return err
-	}
+	// Modules first: their subscriptions are then part of the first
+	// connection's SUBSCRIBE, so "online" means requests are taken.
 	a.log.Info("starting", "version", a.opts.Version, "device", a.device.ID, "root", a.root.Base(),
 		"broker", strings.Join(a.cfg.Broker.URL, ","), "client_id", a.session.ClientID())
 	a.startModules(initial)
+	if err := a.session.Start(); err != nil {
+		return err
+	}
 	a.reportProblems(problems)
 	if a.stateErr != nil {
 		a.session.Event(contract.Event{Kind: contract.EventError, Message: a.stateErr.Error() + "; the agent keeps serving, but module state kept across restarts is lost: fix the directory's permissions or free space"})

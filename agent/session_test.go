@@ -331,7 +331,7 @@ func TestStateDirNotWritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
-	c.Subscribe(root.Topic("events"), root.Topic("reply/#"))
+	c.Subscribe(root.Topic("events"), root.Topic("reply/#"), root.Topic("status"))
 	logs := &agenttest.Buffer{}
 	ag, res, err := agent.New(agent.Options{ConfigDir: dir, StateDir: stateDir, Version: "test", Kinds: o.Kinds,
 		Log: slog.New(slog.NewTextHandler(logs, nil))})
@@ -348,6 +348,8 @@ func TestStateDirNotWritable(t *testing.T) {
 	c.WaitFor(wait, "the state dir problem on events", func(m brokertest.Message) bool {
 		return m.Topic == root.Topic("events") && strings.Contains(string(m.Payload), "state dir")
 	})
+	// Online comes after the module's subscription is in place.
+	c.WaitFor(wait, "online", brokertest.Topic(root.Topic("status"), "online"))
 	c.Publish(root.Topic("probe/x"), []byte("x"), brokertest.PublishOptions{QoS: 1, ResponseTopic: root.Topic("reply/s"), Correlation: []byte("s")})
 	m := c.WaitFor(wait, "an answer", brokertest.Topic(root.Topic("reply/s")))
 	if status(m) != "ok" {
