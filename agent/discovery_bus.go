@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
@@ -158,18 +156,7 @@ func (s *Session) subscribeExternal(cm *autopaho.ConnectionManager, filters []st
 	for _, f := range filters {
 		opts = append(opts, paho.SubscribeOptions{Topic: f, QoS: 1})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	sa, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: opts})
-	if err != nil {
-		s.log.Warn("subscribe failed", "filters", filters, "err", err)
-		return
-	}
-	for i, rc := range sa.Reasons {
-		if rc >= 0x80 && i < len(filters) {
-			s.log.Error("broker refused subscription (check the broker ACL)", "filter", filters[i], "reason_code", fmt.Sprintf("0x%02x", rc))
-		}
-	}
+	s.sendSubscribe(cm, opts)
 }
 
 // ClaimDiscoveryTree implements modules.Discovery.

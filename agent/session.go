@@ -174,17 +174,8 @@ func (s *Session) subscribe(cm *autopaho.ConnectionManager, filters []string) {
 		// can refuse it (a retained request is never run).
 		opts = append(opts, paho.SubscribeOptions{Topic: f, QoS: 1, RetainHandling: 2, RetainAsPublished: true})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	sa, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: opts})
-	if err != nil {
-		s.log.Warn("subscribe failed", "filters", filters, "err", err)
+	if !s.sendSubscribe(cm, opts) {
 		return
-	}
-	for i, rc := range sa.Reasons {
-		if rc >= 0x80 && i < len(filters) {
-			s.log.Error("broker refused subscription (check the broker ACL)", "filter", filters[i], "reason_code", fmt.Sprintf("0x%02x", rc))
-		}
 	}
 	s.mu.Lock()
 	for _, f := range filters {
@@ -359,4 +350,22 @@ func (s *Session) Close(ctx context.Context) error {
 	err := s.conn.stop(ctx)
 	s.retained.stop()
 	return err
+}
+
+// sendSubscribe sends one SUBSCRIBE (bounded by a timeout) and logs each
+// filter the broker refused; it reports whether the broker answered.
+func (s *Session) sendSubscribe(cm *autopaho.ConnectionManager, opts []paho.SubscribeOptions) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sa, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: opts})
+	if err != nil {
+		s.log.Warn("subscribe failed", "subscriptions", len(opts), "err", err)
+		return false
+	}
+	for i, rc := range sa.Reasons {
+		if rc >= 0x80 && i < len(opts) {
+			s.log.Error("broker refused subscription (check the broker ACL)", "filter", opts[i].Topic, "reason_code", fmt.Sprintf("0x%02x", rc))
+		}
+	}
+	return true
 }
