@@ -46,6 +46,9 @@ type Options struct {
 	Reload <-chan struct{}
 	// ReadyTimeout replaces the package's ReadyTimeout when positive (tests).
 	ReadyTimeout time.Duration
+	// EventWindow replaces the 10 s over which refusals are summed up on
+	// events when positive (tests).
+	EventWindow time.Duration
 }
 
 // Agent is a running daemon.
@@ -192,7 +195,8 @@ func New(opts Options) (*Agent, LoadResult, error) {
 	stateErr := checkStateDir(opts.StateDir)
 	a.status = newStatusFile(opts.StateDir, Status{PID: os.Getpid(), Version: opts.Version, Device: a.device.ID, StartedAt: a.started})
 	s, err := NewSession(SessionConfig{Broker: a.cfg.Broker, Root: a.root, StateDir: opts.StateDir,
-		Log: log.With("component", "mqtt"), OnStatus: a.notify.Status, Info: a.infoPayload, OnConn: a.observeConn})
+		Log: log.With("component", "mqtt"), OnStatus: a.notify.Status, Info: a.infoPayload, OnConn: a.observeConn,
+		EventWindow: opts.EventWindow})
 	if err != nil {
 		return nil, res, err
 	}

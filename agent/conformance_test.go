@@ -564,8 +564,11 @@ func TestEventsFromBeforeTheConnection(t *testing.T) {
 	b.Stop()
 	ek := &echoKind{}
 	a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{ek.kind()}, NoWait: true,
-		Files: map[string]string{"apps/com.picockpit/echo/modules/bad.json": `{"greting":"hi"}`}})
-	time.Sleep(300 * time.Millisecond)
+		Config: map[string]any{"broker": map[string]any{"reconnect_max": reconnectMax.String()}},
+		Files:  map[string]string{"apps/com.picockpit/echo/modules/bad.json": `{"greting":"hi"}`}})
+	// The problem is found before the first attempt; start the broker once
+	// an attempt failed, so the event must wait for a connection.
+	waitLog(t, a.Logs, "connect failed", wait)
 	b.Start()
 	c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
 	c.Subscribe(a.Topic("events"))

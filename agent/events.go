@@ -44,10 +44,14 @@ type auditCount struct {
 // chosen by clients): beyond it, refusals are counted under "(others)".
 const maxAuditKeys = 256
 
-var eventWindow = 10 * time.Second
+// eventWindow is the default window over which refusals are summed up.
+const eventWindow = 10 * time.Second
 
-func newAuditLog(log *slog.Logger, publish func(contract.Event)) *auditLog {
-	return &auditLog{log: log, publish: publish, window: eventWindow, burst: 5,
+func newAuditLog(log *slog.Logger, publish func(contract.Event), window time.Duration) *auditLog {
+	if window <= 0 {
+		window = eventWindow
+	}
+	return &auditLog{log: log, publish: publish, window: window, burst: 5,
 		counts: map[auditKey]*auditCount{}, dropped: map[string]int{}}
 }
 

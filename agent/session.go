@@ -34,6 +34,9 @@ type SessionConfig struct {
 	Info func() []byte
 	// OnConn observes connection state changes (the status file); optional.
 	OnConn func(ConnEvent)
+	// EventWindow is how long refusals are summed up before one summary
+	// event (default 10 s).
+	EventWindow time.Duration
 }
 
 // Session is the agent's MQTT 5 session, in four parts with one job each:
@@ -91,7 +94,7 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	s.ConnectAttempts, s.Connects = &s.conn.ConnectAttempts, &s.conn.Connects
 	s.outbox = newOutbox(s.log, s.conn)
-	s.audit = newAuditLog(s.log, s.queueEvent)
+	s.audit = newAuditLog(s.log, s.queueEvent, cfg.EventWindow)
 	s.outbox.dropped = s.audit.messageDropped
 	s.router = newRouter(s.root)
 	s.router.answer = s.answer

@@ -47,6 +47,8 @@ type Options struct {
 	Env []string
 	// ReadyTimeout is agent.Options.ReadyTimeout of the in-process agent.
 	ReadyTimeout time.Duration
+	// EventWindow is agent.Options.EventWindow of the in-process agent.
+	EventWindow time.Duration
 }
 
 var seq atomic.Int64
@@ -128,7 +130,7 @@ func Start(t testing.TB, o Options) *Agent {
 	a := &Agent{Root: root, ConfigDir: dir, StateDir: t.TempDir(), Logs: logs, t: t, done: make(chan error, 1), reload: make(chan struct{}, 1)}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ag, res, err := agent.New(agent.Options{ConfigDir: dir, StateDir: a.StateDir, Version: "test", Kinds: o.Kinds, Log: log, Reload: a.reload,
-		ReadyTimeout: o.ReadyTimeout})
+		ReadyTimeout: o.ReadyTimeout, EventWindow: o.EventWindow})
 	if err != nil {
 		t.Fatalf("agent: %v", err)
 	}

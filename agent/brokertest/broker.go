@@ -373,16 +373,32 @@ func (b *Broker) Stop() {
 	b.cmd, b.mochi = nil, nil
 	b.mu.Unlock()
 	if cmd != nil {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-wait:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-wait
-		}
+		stopMosquitto(cmd.Process, wait)
 	}
 	if ms != nil {
 		_ = ms.Close()
+	}
+}
+
+// stopMosquitto interrupts a Mosquitto and waits for it to exit. The
+// interrupt is repeated: Mosquitto logs "running" before its main loop
+// sets its run flag, so an interrupt that arrives in between is lost.
+func stopMosquitto(p *os.Process, exited <-chan error) {
+	_ = p.Signal(os.Interrupt)
+	again := time.NewTicker(200 * time.Millisecond)
+	defer again.Stop()
+	kill := time.After(5 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return
+		case <-again.C:
+			_ = p.Signal(os.Interrupt)
+		case <-kill:
+			_ = p.Kill()
+			<-exited
+			return
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package brokertest
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -20,7 +21,11 @@ type Proxy struct {
 	mu     sync.Mutex
 	hole   bool
 	conns  []net.Conn
+	down   []byte // what went from the broker to clients, up to maxDown
 }
+
+// maxDown bounds what Forwarded can see.
+const maxDown = 1 << 20
 
 // NewProxy listens on a free loopback port and forwards to the broker's
 // plain mqtt:// listener. It closes at the end of the test.
@@ -50,6 +55,25 @@ func (p *Proxy) Blackhole(on bool) {
 	p.hole = on
 }
 
+// Cut closes every connection through the proxy, as a broker or a NAT
+// that drops them; new connections are forwarded as before.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// Forwarded reports whether the bytes the proxy passed from the broker to
+// its clients contain sub (the first MiB only).
+func (p *Proxy) Forwarded(sub []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Contains(p.down, sub)
+}
+
 func (p *Proxy) accept() {
 	for {
 		c, err := p.l.Accept()
@@ -64,14 +88,14 @@ func (p *Proxy) accept() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c, u)
 		p.mu.Unlock()
-		go p.pipe(c, u)
-		go p.pipe(u, c)
+		go p.pipe(c, u, false)
+		go p.pipe(u, c, true)
 	}
 }
 
 // pipe copies src to dst; while the proxy is a black hole, what is read is
 // dropped, so the sender's TCP sees its data acknowledged but no answer.
-func (p *Proxy) pipe(src, dst net.Conn) {
+func (p *Proxy) pipe(src, dst net.Conn, down bool) {
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	for {
@@ -79,6 +103,9 @@ func (p *Proxy) pipe(src, dst net.Conn) {
 		if n > 0 {
 			p.mu.Lock()
 			hole := p.hole
+			if down && !hole && len(p.down)+n <= maxDown {
+				p.down = append(p.down, buf[:n]...)
+			}
 			p.mu.Unlock()
 			if !hole {
 				if _, werr := dst.Write(buf[:n]); werr != nil {

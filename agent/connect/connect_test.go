@@ -96,7 +96,7 @@ func TestConnectFailureKinds(t *testing.T) {
 			o := setup(t)
 			o.URLs, o.Username, o.Password, o.CAFile = []string{c.url}, c.user, []byte(c.pass), c.ca
 			if c.kind == KindReadDenied {
-				o.ProbeWait = 2 * time.Second // the message never comes: do not wait long
+				o.ProbeWait = 500 * time.Millisecond // the message never comes: do not wait long
 			}
 			_, err := Connect(context.Background(), o)
 			if err == nil {

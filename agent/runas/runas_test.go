@@ -198,7 +198,7 @@ func TestLeaderStaysRoot(t *testing.T) {
 
 func leaderChild(t *testing.T) {
 	id := lookup(t, "nobody")
-	const runs, parallel = 1000, 50
+	const runs, parallel = 300, 50
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -304,7 +304,7 @@ func runGroupScript(t *testing.T, ctx context.Context, script string, s runas.Sp
 func TestTimeoutKillsProcessGroup(t *testing.T) {
 	requireRoot(t)
 	res, members := runGroupScript(t, context.Background(), "sleep 100 & echo ready; sleep 100",
-		runas.Spec{User: lookup(t, "nobody"), NoNewPrivs: true, Timeout: 2 * time.Second, KillGrace: 2 * time.Second}, nil)
+		runas.Spec{User: lookup(t, "nobody"), NoNewPrivs: true, Timeout: time.Second, KillGrace: 2 * time.Second}, nil)
 	if members < 2 {
 		t.Fatalf("process group had %d live members when ready, want the shell and its background sleep", members)
 	}
@@ -336,7 +336,7 @@ func TestKillAfterGrace(t *testing.T) {
 	requireRoot(t)
 	// SIGTERM is ignored by the shell and, inherited, by sleep: only SIGKILL ends it.
 	res, members := runGroupScript(t, context.Background(), "trap '' TERM; sleep 100 & echo ready; sleep 100",
-		runas.Spec{User: lookup(t, "nobody"), Timeout: 2 * time.Second, KillGrace: 300 * time.Millisecond}, nil)
+		runas.Spec{User: lookup(t, "nobody"), Timeout: time.Second, KillGrace: 300 * time.Millisecond}, nil)
 	if members < 2 {
 		t.Fatalf("process group had %d live members when ready", members)
 	}

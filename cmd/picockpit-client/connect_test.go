@@ -138,7 +138,7 @@ func TestProvisionWithoutDynsec(t *testing.T) {
 	dir := writeTree(t, map[string]string{"picockpit-client.config.json": old, "admin.pw": "adminpw\n"})
 	calls := fakeSystemctl(t)
 	var out, errb bytes.Buffer
-	code := realMain([]string{"connect", "--config-dir", dir, "--state-dir", t.TempDir(), "--timeout", "8s", "--broker", b.URL,
+	code := realMain([]string{"connect", "--config-dir", dir, "--state-dir", t.TempDir(), "--timeout", "2s", "--broker", b.URL,
 		"--provision", "--admin-password-file", filepath.Join(dir, "admin.pw")}, &out, &errb)
 	if code != 1 || len(*calls) != 0 {
 		t.Fatalf("exit %d, systemctl %v\n%s", code, *calls, errb.String())
