@@ -70,8 +70,8 @@ fuzz: $(SUMMARY) ## run every Fuzz target FUZZTIME times (default 2000x) on top 
 # -count=STRESS_CHUNK; the others -count=STRESS_COUNT at once.
 STRESS_COUNT       ?= 20
 STRESS_CHUNK       ?= 10
-STRESS_BROKER_RUNS ?= 5
-stress: deps ## every package under -race -count=20, those that start brokers -count=50 in chunks of 10; STRESS_PKGS=./agent/ for one
+STRESS_BROKER_RUNS ?= 2
+stress: deps ## every package under -race -count=20 (those that start brokers in chunks of 10; STRESS_BROKER_RUNS=5 for 50); STRESS_PKGS=./agent/ for one
 	@failed=; for p in $$($(GO) list $(or $(STRESS_PKGS),$(PKGS))); do \
 		if $(GO) list -f '{{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}' $$p | grep -q '/agent/brokertest'; then \
 			for i in $$(seq $(STRESS_BROKER_RUNS)); do \
