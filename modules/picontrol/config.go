@@ -40,12 +40,10 @@ const (
 	maxParamsPerCommand  = 32
 	shellPath            = "/bin/sh"
 	placeholderPattern   = `\{([a-z][a-z0-9_]{0,63})\}`
-	identifierPattern    = `^[a-z0-9][a-z0-9_-]{0,63}$`
 	paramNamePattern     = `^[a-z][a-z0-9_]{0,63}$`
 	envNamePattern       = `^[A-Za-z_][A-Za-z0-9_]{0,127}$`
 	concurrencyReject    = "reject"
 	concurrencyQueue     = "queue"
-	maxTextLength        = 4096
 	maxCommandsPerModule = 256
 )
 
@@ -53,7 +51,6 @@ const (
 const KillGraceReason = "a command that ignores SIGTERM must be killed before the service watchdog (WatchdogSec=30) gives up on the agent"
 
 var (
-	idRE          = regexp.MustCompile(identifierPattern)
 	paramNameRE   = regexp.MustCompile(paramNamePattern)
 	envNameRE     = regexp.MustCompile(envNamePattern)
 	placeholderRE = regexp.MustCompile(placeholderPattern)
@@ -297,24 +294,10 @@ type loader struct {
 	cfg Config
 }
 
-// fieldErrs collects the problems of one file.
-type fieldErrs struct {
-	file  string
-	probs []modules.Problem
-}
-
-func (f *fieldErrs) add(field string, format string, a ...any) {
-	f.probs = append(f.probs, modules.Problem{File: f.file, Field: field, Err: fmt.Errorf(format, a...)})
-}
-
-func (f *fieldErrs) addErr(field string, err error) {
-	f.probs = append(f.probs, modules.ProblemsFor(f.file, field, err)...)
-}
-
 // decodeModule decodes and validates one module file. It returns nil and the
 // problems when anything is wrong (the file is skipped as a whole).
 func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
-	fe := &fieldErrs{file: file.Path}
+	fe := &modules.FileProblems{File: file.Path}
 	var fj fileJSON
 	// A field that does not decode is reported and left out of the checks
 	// below; the commands are still checked.
@@ -323,26 +306,26 @@ func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			err = errors.New("invalid JSON: the document ends too early")
 		}
-		fe.addErr("", err)
+		fe.AddErr("", err)
 		var ok bool
 		if undecoded, ok = modules.Fields(err); !ok {
-			return nil, fe.probs
+			return nil, fe.List
 		}
 	}
 	m := &module{ID: fj.ID, Name: fj.Name, Description: fj.Description, Icon: fj.Icon, File: file.Path}
 	if !undecoded["id"] {
-		checkID(fe, "id", fj.ID)
+		fe.CheckID("id", fj.ID)
 	}
 	if !undecoded["name"] {
-		checkText(fe, "name", fj.Name, true)
+		fe.CheckText("name", fj.Name, true)
 	}
-	checkText(fe, "description", fj.Description, false)
-	checkText(fe, "icon", fj.Icon, false)
+	fe.CheckText("description", fj.Description, false)
+	fe.CheckText("icon", fj.Icon, false)
 	if len(fj.Commands) == 0 && !undecoded["commands"] {
-		fe.add("commands", "a module needs at least one command")
+		fe.Add("commands", "a module needs at least one command")
 	}
 	if len(fj.Commands) > maxCommandsPerModule {
-		fe.add("commands", "%d commands, at most %d", len(fj.Commands), maxCommandsPerModule)
+		fe.Add("commands", "%d commands, at most %d", len(fj.Commands), maxCommandsPerModule)
 	}
 	seen := map[string]bool{}
 	for i, raw := range fj.Commands {
@@ -352,56 +335,39 @@ func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
 			continue
 		}
 		if seen[c.ID] {
-			fe.add(field+".id", "duplicate command id %q", c.ID)
+			fe.Add(field+".id", "duplicate command id %q", c.ID)
 		}
 		seen[c.ID] = true
 		c.Module = m.ID
 		m.Commands = append(m.Commands, c)
 	}
-	if len(fe.probs) > 0 {
-		return nil, fe.probs
+	if len(fe.List) > 0 {
+		return nil, fe.List
 	}
 	return m, nil
 }
 
-func checkID(fe *fieldErrs, field, id string) {
-	if !idRE.MatchString(id) {
-		fe.add(field, "%q is not a valid id (%s): it becomes a topic level", id, identifierPattern)
-	}
-}
-
-func checkText(fe *fieldErrs, field, s string, required bool) {
-	switch {
-	case required && strings.TrimSpace(s) == "":
-		fe.add(field, "must not be empty")
-	case len(s) > maxTextLength:
-		fe.add(field, "longer than %d bytes", maxTextLength)
-	case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
-		fe.add(field, "must be valid UTF-8 without NUL")
-	}
-}
-
 func absPath(p string) bool { return strings.HasPrefix(p, "/") }
 
-func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage) *command {
-	before := len(fe.probs)
+func (l *loader) decodeCommand(fe *modules.FileProblems, field string, raw json.RawMessage) *command {
+	before := len(fe.List)
 	var cj commandJSON
 	if err := modules.DecodeStrict(raw, &cj); err != nil {
-		fe.addErr(field, err)
+		fe.AddErr(field, err)
 		return nil
 	}
 	f := func(name string) string { return field + "." + name }
 	c := &command{ID: cj.ID, Name: cj.Name, Description: cj.Description, Icon: cj.Icon, Confirm: cj.Confirm,
 		Workdir: cj.Workdir, slot: make(chan struct{}, 1), RequireSignature: cj.RequireSignature}
-	checkID(fe, f("id"), cj.ID)
-	checkText(fe, f("name"), cj.Name, true)
-	checkText(fe, f("description"), cj.Description, false)
-	checkText(fe, f("icon"), cj.Icon, false)
+	fe.CheckID(f("id"), cj.ID)
+	fe.CheckText(f("name"), cj.Name, true)
+	fe.CheckText(f("description"), cj.Description, false)
+	fe.CheckText(f("icon"), cj.Icon, false)
 
 	// Parameters first: argv placeholders refer to them.
 	byName := map[string]*param{}
 	if len(cj.Parameters) > maxParamsPerCommand {
-		fe.add(f("parameters"), "%d parameters, at most %d", len(cj.Parameters), maxParamsPerCommand)
+		fe.Add(f("parameters"), "%d parameters, at most %d", len(cj.Parameters), maxParamsPerCommand)
 	}
 	for i, praw := range cj.Parameters {
 		pf := fmt.Sprintf("%s[%d]", f("parameters"), i)
@@ -410,7 +376,7 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 			continue
 		}
 		if byName[p.Name] != nil {
-			fe.add(pf+".name", "duplicate parameter %q", p.Name)
+			fe.Add(pf+".name", "duplicate parameter %q", p.Name)
 			continue
 		}
 		byName[p.Name] = p
@@ -421,27 +387,27 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 	var words []string
 	switch {
 	case cj.Command != nil && cj.Argv != nil:
-		fe.add(f("command"), "give either argv or command, not both")
+		fe.Add(f("command"), "give either argv or command, not both")
 	case cj.Argv == nil && cj.Command == nil:
-		fe.add(f("argv"), "missing: give argv (program path and arguments) or command")
+		fe.Add(f("argv"), "missing: give argv (program path and arguments) or command")
 	case cj.Shell && cj.Command == nil:
-		fe.add(f("shell"), "shell: true needs command (a shell script line), not argv")
+		fe.Add(f("shell"), "shell: true needs command (a shell script line), not argv")
 	case cj.Shell:
 		if strings.TrimSpace(*cj.Command) == "" || strings.ContainsRune(*cj.Command, 0) {
-			fe.add(f("command"), "must be a non-empty script without NUL")
+			fe.Add(f("command"), "must be a non-empty script without NUL")
 		} else {
 			words = []string{shellPath, "-c", *cj.Command, "picontrol-" + cj.ID}
 		}
 	case cj.Command != nil:
 		w, err := splitCommand(*cj.Command)
 		if err != nil {
-			fe.add(f("command"), "%w", err)
+			fe.Add(f("command"), "%w", err)
 		}
 		words = w
 	default:
 		words = cj.Argv
 		if len(words) == 0 {
-			fe.add(f("argv"), "empty: the first element is the program's absolute path")
+			fe.Add(f("argv"), "empty: the first element is the program's absolute path")
 		}
 	}
 	argvField := f("argv")
@@ -455,23 +421,23 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 			ef = argvField
 		}
 		if strings.ContainsRune(w, 0) {
-			fe.add(ef, "contains NUL")
+			fe.Add(ef, "contains NUL")
 			continue
 		}
 		if cj.Shell && i == 2 {
 			if m := placeholderRE.FindStringSubmatch(w); m != nil && byName[m[1]] != nil {
-				fe.add(ef, "placeholder {%s} in a shell command: pass parameters to shell commands through env", m[1])
+				fe.Add(ef, "placeholder {%s} in a shell command: pass parameters to shell commands through env", m[1])
 			}
 			c.Argv = append(c.Argv, argvElem{lit: w})
 			continue
 		}
 		if m := wholeHolderRE.FindStringSubmatch(w); m != nil {
 			if i == 0 {
-				fe.add(ef, "the program cannot be a parameter")
+				fe.Add(ef, "the program cannot be a parameter")
 				continue
 			}
 			if byName[m[1]] == nil {
-				fe.add(ef, "placeholder {%s} names no parameter of this command", m[1])
+				fe.Add(ef, "placeholder {%s} names no parameter of this command", m[1])
 				continue
 			}
 			used[m[1]] = true
@@ -480,7 +446,7 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 		}
 		for _, m := range placeholderRE.FindAllStringSubmatch(w, -1) {
 			if byName[m[1]] != nil {
-				fe.add(ef, "placeholder {%s} must be a whole argv element, not part of %q", m[1], w)
+				fe.Add(ef, "placeholder {%s} must be a whole argv element, not part of %q", m[1], w)
 			}
 		}
 		c.Argv = append(c.Argv, argvElem{lit: w})
@@ -491,13 +457,13 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 			if cj.Command == nil {
 				ef += "[0]"
 			}
-			fe.add(ef, "program %q is not an absolute path", words[0])
+			fe.Add(ef, "program %q is not an absolute path", words[0])
 		}
 		c.Path = words[0]
 	}
 	for _, p := range c.Params {
 		if !used[p.Name] && p.Env == "" {
-			fe.add(f("parameters"), "parameter %q is used nowhere: add a {%s} argv element or env", p.Name, p.Name)
+			fe.Add(f("parameters"), "parameter %q is used nowhere: add a {%s} argv element or env", p.Name, p.Name)
 		}
 	}
 
@@ -509,15 +475,15 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 	id, err := runas.LookupUser(userName)
 	if err != nil {
 		if cj.User == "" {
-			fe.add(userField, "no user given and the default user (picontrol.default_user) fails: %w", err)
+			fe.Add(userField, "no user given and the default user (picontrol.default_user) fails: %w", err)
 		} else {
-			fe.add(userField, "%w", err)
+			fe.Add(userField, "%w", err)
 		}
 	}
 	if cj.Group != "" {
 		gid, err := runas.LookupGroup(cj.Group)
 		if err != nil {
-			fe.add(f("group"), "%w", err)
+			fe.Add(f("group"), "%w", err)
 		}
 		id.GID = gid
 	}
@@ -526,7 +492,7 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 		for i, g := range *cj.Groups {
 			gid, err := runas.LookupGroup(g)
 			if err != nil {
-				fe.add(fmt.Sprintf("%s[%d]", f("groups"), i), "%w", err)
+				fe.Add(fmt.Sprintf("%s[%d]", f("groups"), i), "%w", err)
 				continue
 			}
 			id.Groups = append(id.Groups, gid)
@@ -539,20 +505,20 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 	if cj.Timeout != nil {
 		var d Duration
 		if err := d.UnmarshalJSON(cj.Timeout); err != nil {
-			fe.add(f("timeout"), "%w", err)
+			fe.Add(f("timeout"), "%w", err)
 		} else if c.Timeout = time.Duration(d); c.Timeout <= 0 || c.Timeout > MaxTimeout {
-			fe.add(f("timeout"), "%v is out of range (0, %v]", c.Timeout, MaxTimeout)
+			fe.Add(f("timeout"), "%v is out of range (0, %v]", c.Timeout, MaxTimeout)
 		}
 	}
 	if cj.Workdir != "" && !absPath(cj.Workdir) {
-		fe.add(f("workdir"), "%q is not an absolute path", cj.Workdir)
+		fe.Add(f("workdir"), "%q is not an absolute path", cj.Workdir)
 	}
 	switch cj.Concurrency {
 	case "", concurrencyReject:
 	case concurrencyQueue:
 		c.Queue = true
 	default:
-		fe.add(f("concurrency"), "%q: want %q or %q", cj.Concurrency, concurrencyReject, concurrencyQueue)
+		fe.Add(f("concurrency"), "%q: want %q or %q", cj.Concurrency, concurrencyReject, concurrencyQueue)
 	}
 	c.NoNewPrivs = cj.NoNewPrivileges == nil || *cj.NoNewPrivileges
 	switch {
@@ -561,7 +527,7 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 		for i, name := range *cj.Capabilities {
 			cp, err := runas.ParseCapability(name)
 			if err != nil {
-				fe.add(fmt.Sprintf("%s[%d]", f("capabilities"), i), "%w", err)
+				fe.Add(fmt.Sprintf("%s[%d]", f("capabilities"), i), "%w", err)
 				continue
 			}
 			c.Caps = append(c.Caps, cp)
@@ -579,11 +545,11 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 		v := cj.Env[k]
 		ef := f("env") + "." + k
 		if !envNameRE.MatchString(k) {
-			fe.add(ef, "%q is not a valid environment variable name", k)
+			fe.Add(ef, "%q is not a valid environment variable name", k)
 			continue
 		}
 		if strings.ContainsRune(v, 0) {
-			fe.add(ef, "value contains NUL")
+			fe.Add(ef, "value contains NUL")
 			continue
 		}
 		envNames[k] = true
@@ -591,49 +557,49 @@ func (l *loader) decodeCommand(fe *fieldErrs, field string, raw json.RawMessage)
 	}
 	for i, p := range c.Params {
 		if p.Env != "" && envNames[p.Env] {
-			fe.add(fmt.Sprintf("%s[%d].env", f("parameters"), i), "%s is also set in env", p.Env)
+			fe.Add(fmt.Sprintf("%s[%d].env", f("parameters"), i), "%s is also set in env", p.Env)
 		}
 	}
-	if len(fe.probs) > before {
+	if len(fe.List) > before {
 		return nil
 	}
 	return c
 }
 
-func decodeParam(fe *fieldErrs, field string, raw json.RawMessage) *param {
-	before := len(fe.probs)
+func decodeParam(fe *modules.FileProblems, field string, raw json.RawMessage) *param {
+	before := len(fe.List)
 	var pj paramJSON
 	if err := modules.DecodeStrict(raw, &pj); err != nil {
-		fe.addErr(field, err)
+		fe.AddErr(field, err)
 		return nil
 	}
 	f := func(name string) string { return field + "." + name }
 	p := &param{Name: pj.Name, Type: pj.Type, Description: pj.Description, Required: pj.Required,
 		Enum: pj.Enum, Min: pj.Min, Max: pj.Max, Env: pj.Env, AllowLeadingDash: pj.AllowLeadingDash}
 	if !paramNameRE.MatchString(pj.Name) {
-		fe.add(f("name"), "%q is not a valid parameter name (%s)", pj.Name, paramNamePattern)
+		fe.Add(f("name"), "%q is not a valid parameter name (%s)", pj.Name, paramNamePattern)
 	}
-	checkText(fe, f("description"), pj.Description, false)
+	fe.CheckText(f("description"), pj.Description, false)
 	if pj.Env != "" {
 		switch {
 		case !envNameRE.MatchString(pj.Env):
-			fe.add(f("env"), "%q is not a valid environment variable name", pj.Env)
+			fe.Add(f("env"), "%q is not a valid environment variable name", pj.Env)
 		default:
 			if err := checkParamEnv(pj.Env, pj.TrustEnv); err != nil {
-				fe.add(f("env"), "%w", err)
+				fe.Add(f("env"), "%w", err)
 			}
 		}
 	} else if pj.TrustEnv {
-		fe.add(f("trust_env"), "only with env")
+		fe.Add(f("trust_env"), "only with env")
 	}
 	stringOnly := func(name string, set bool) {
 		if set && pj.Type != contract.PiControlParamString {
-			fe.add(f(name), "only for string parameters")
+			fe.Add(f(name), "only for string parameters")
 		}
 	}
 	intOnly := func(name string, set bool) {
 		if set && pj.Type != contract.PiControlParamInteger {
-			fe.add(f(name), "only for integer parameters")
+			fe.Add(f(name), "only for integer parameters")
 		}
 	}
 	stringOnly("pattern", pj.Pattern != nil)
@@ -647,54 +613,54 @@ func decodeParam(fe *fieldErrs, field string, raw json.RawMessage) *param {
 		if pj.MaxLength != nil {
 			p.MaxLength = *pj.MaxLength
 			if p.MaxLength < 1 || p.MaxLength > maxParamMaxLength {
-				fe.add(f("max_length"), "%d is out of range 1..%d", p.MaxLength, maxParamMaxLength)
+				fe.Add(f("max_length"), "%d is out of range 1..%d", p.MaxLength, maxParamMaxLength)
 			}
 		}
 		if pj.Pattern == nil && pj.Enum == nil {
-			fe.add(f("pattern"), "a string parameter needs a pattern or an enum")
+			fe.Add(f("pattern"), "a string parameter needs a pattern or an enum")
 		}
 		if pj.Pattern != nil {
 			p.Pattern = *pj.Pattern
 			re, err := regexp.Compile(`^(?:` + p.Pattern + `)$`)
 			if err != nil {
-				fe.add(f("pattern"), "%w", err)
+				fe.Add(f("pattern"), "%w", err)
 			}
 			p.re = re
 		}
 		if pj.Enum != nil && len(pj.Enum) == 0 {
-			fe.add(f("enum"), "empty enum")
+			fe.Add(f("enum"), "empty enum")
 		}
 		for i, e := range pj.Enum {
 			if err := checkStringValue(e); err != nil {
-				fe.add(fmt.Sprintf("%s[%d]", f("enum"), i), "%w", err)
+				fe.Add(fmt.Sprintf("%s[%d]", f("enum"), i), "%w", err)
 			}
 		}
 	case contract.PiControlParamInteger:
 		if p.Min != nil && p.Max != nil && *p.Min > *p.Max {
-			fe.add(f("min"), "min %d is greater than max %d", *p.Min, *p.Max)
+			fe.Add(f("min"), "min %d is greater than max %d", *p.Min, *p.Max)
 		}
 		if p.Min != nil && *p.Min < 0 && !p.AllowLeadingDash {
-			fe.add(f("min"), "a negative minimum needs \"allow_leading_dash\": true (a negative value starts with \"-\")")
+			fe.Add(f("min"), "a negative minimum needs \"allow_leading_dash\": true (a negative value starts with \"-\")")
 		}
 	case contract.PiControlParamBoolean:
 	default:
-		fe.add(f("type"), "%q: want string, integer or boolean", pj.Type)
+		fe.Add(f("type"), "%q: want string, integer or boolean", pj.Type)
 	}
 	if len(pj.Default) > 0 {
 		if pj.Required {
-			fe.add(f("default"), "a required parameter has no use for a default")
+			fe.Add(f("default"), "a required parameter has no use for a default")
 		}
-		if len(fe.probs) == before {
+		if len(fe.List) == before {
 			v, err := p.fromJSON(pj.Default)
 			if err != nil {
-				fe.add(f("default"), "%w", err)
+				fe.Add(f("default"), "%w", err)
 			} else {
 				p.Default = &v
 				p.defaultValue = p.typed(v)
 			}
 		}
 	}
-	if len(fe.probs) > before {
+	if len(fe.List) > before {
 		return nil
 	}
 	return p

@@ -26,7 +26,7 @@ func FuzzDecodeModule(f *testing.F) {
 			t.Fatalf("a file with problems loaded commands %v", m.Commands())
 		}
 		for id, c := range m.commands {
-			if !strings.HasPrefix(c.Path, "/") || !idRE.MatchString(c.ID) || !idRE.MatchString(c.Module) {
+			if !strings.HasPrefix(c.Path, "/") || !modules.ValidID(c.ID) || !modules.ValidID(c.Module) {
 				t.Fatalf("%s: accepted path %q id %q module %q", id, c.Path, c.ID, c.Module)
 			}
 			if c.Timeout <= 0 || c.Timeout > MaxTimeout {

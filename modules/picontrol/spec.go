@@ -54,10 +54,10 @@ func DecodeCommand(file, field string, raw json.RawMessage, opts CommandOptions)
 	cfg.KillGrace = Duration(opts.KillGrace)
 	cfg.OutputLimit = opts.OutputLimit
 	l := &loader{cfg: cfg}
-	fe := &fieldErrs{file: file}
+	fe := &modules.FileProblems{File: file}
 	c := l.decodeCommand(fe, field, raw)
-	if c == nil || len(fe.probs) > 0 {
-		return nil, fe.probs
+	if c == nil || len(fe.List) > 0 {
+		return nil, fe.List
 	}
 	log := opts.Log
 	if log == nil {

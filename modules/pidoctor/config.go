@@ -7,9 +7,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/picockpit/picockpit-client/modules"
 	"github.com/picockpit/picockpit-client/modules/picontrol"
@@ -24,8 +22,6 @@ const (
 	DefaultOutputLimit    = 64 << 10
 	MinInterval           = 10 * time.Second
 	maxChecksPerModule    = 256
-	maxTextLength         = 4096
-	identifierPattern     = `^[a-z0-9][a-z0-9_-]{0,63}$`
 	categoryPattern       = `^[a-z][a-z0-9_-]{0,31}$`
 	defaultCategory       = "general"
 	defaultNumberPattern  = `-?[0-9]+(?:\.[0-9]+)?`
@@ -37,7 +33,6 @@ const (
 )
 
 var (
-	idRE          = regexp.MustCompile(identifierPattern)
 	categoryRE    = regexp.MustCompile(categoryPattern)
 	placeholderRE = regexp.MustCompile(placeholderPattern)
 )
@@ -205,20 +200,6 @@ type module struct {
 	Checks                []*check
 }
 
-// fieldErrs collects the problems of one file.
-type fieldErrs struct {
-	file  string
-	probs []modules.Problem
-}
-
-func (f *fieldErrs) add(field string, format string, a ...any) {
-	f.probs = append(f.probs, modules.Problem{File: f.file, Field: field, Err: fmt.Errorf(format, a...)})
-}
-
-func (f *fieldErrs) addErr(field string, err error) {
-	f.probs = append(f.probs, modules.ProblemFor(f.file, field, err))
-}
-
 // loader decodes module files with the settings of the config section.
 type loader struct {
 	cfg Config
@@ -233,24 +214,24 @@ func (l *loader) commandOptions() picontrol.CommandOptions {
 // is reported and left out; the file's other checks still load. A problem of
 // the file itself (bad JSON, bad id) skips the whole file.
 func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
-	fe := &fieldErrs{file: file.Path}
+	fe := &modules.FileProblems{File: file.Path}
 	var fj fileJSON
 	if err := modules.DecodeStrict(file.Data, &fj); err != nil {
-		fe.addErr("", err)
-		return nil, fe.probs
+		fe.AddErr("", err)
+		return nil, fe.List
 	}
 	m := &module{ID: fj.ID, Name: fj.Name, Description: fj.Description, File: file.Path}
-	checkID(fe, "id", fj.ID)
-	checkText(fe, "name", fj.Name, true)
-	checkText(fe, "description", fj.Description, false)
+	fe.CheckID("id", fj.ID)
+	fe.CheckText("name", fj.Name, true)
+	fe.CheckText("description", fj.Description, false)
 	if len(fj.Checks) == 0 {
-		fe.add("checks", "a module needs at least one check")
+		fe.Add("checks", "a module needs at least one check")
 	}
 	if len(fj.Checks) > maxChecksPerModule {
-		fe.add("checks", "%d checks, at most %d", len(fj.Checks), maxChecksPerModule)
+		fe.Add("checks", "%d checks, at most %d", len(fj.Checks), maxChecksPerModule)
 	}
-	if len(fe.probs) > 0 {
-		return nil, fe.probs
+	if len(fe.List) > 0 {
+		return nil, fe.List
 	}
 	seen := map[string]bool{}
 	for i, raw := range fj.Checks {
@@ -260,45 +241,28 @@ func (l *loader) decodeModule(file modules.File) (*module, []modules.Problem) {
 			continue
 		}
 		if seen[c.ID] {
-			fe.add(field+".id", "duplicate check id %q", c.ID)
+			fe.Add(field+".id", "duplicate check id %q", c.ID)
 			continue
 		}
 		seen[c.ID] = true
 		c.Module = m.ID
 		m.Checks = append(m.Checks, c)
 	}
-	return m, fe.probs
-}
-
-func checkID(fe *fieldErrs, field, id string) {
-	if !idRE.MatchString(id) {
-		fe.add(field, "%q is not a valid id (%s): it becomes a topic level", id, identifierPattern)
-	}
-}
-
-func checkText(fe *fieldErrs, field, s string, required bool) {
-	switch {
-	case required && strings.TrimSpace(s) == "":
-		fe.add(field, "must not be empty")
-	case len(s) > maxTextLength:
-		fe.add(field, "longer than %d bytes", maxTextLength)
-	case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
-		fe.add(field, "must be valid UTF-8 without NUL")
-	}
+	return m, fe.List
 }
 
 // decodeCheck decodes one check; nil when it has a problem.
-func (l *loader) decodeCheck(fe *fieldErrs, field string, raw json.RawMessage) *check {
-	before := len(fe.probs)
+func (l *loader) decodeCheck(fe *modules.FileProblems, field string, raw json.RawMessage) *check {
+	before := len(fe.List)
 	f := func(name string) string { return field + "." + name }
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		fe.add(field, "a check must be a JSON object")
+		fe.Add(field, "a check must be a JSON object")
 		return nil
 	}
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(trimmed, &keys); err != nil {
-		fe.addErr(field, err)
+		fe.AddErr(field, err)
 		return nil
 	}
 	// PiDoctor's own keys; an external check's other keys are PiControl's.
@@ -318,49 +282,49 @@ func (l *loader) decodeCheck(fe *fieldErrs, field string, raw json.RawMessage) *
 	ownRaw, _ := json.Marshal(own)
 	var cj checkJSON
 	if err := modules.DecodeStrict(ownRaw, &cj); err != nil {
-		fe.addErr(field, err)
+		fe.AddErr(field, err)
 		return nil
 	}
 	c := &check{ID: cj.ID, Name: cj.Name, Description: cj.Description, Category: cj.Category}
-	checkID(fe, f("id"), cj.ID)
-	checkText(fe, f("name"), cj.Name, true)
-	checkText(fe, f("description"), cj.Description, false)
+	fe.CheckID(f("id"), cj.ID)
+	fe.CheckText(f("name"), cj.Name, true)
+	fe.CheckText(f("description"), cj.Description, false)
 	if c.Category == "" {
 		c.Category = defaultCategory
 	} else if !categoryRE.MatchString(c.Category) {
-		fe.add(f("category"), "%q is not a valid category (%s)", c.Category, categoryPattern)
+		fe.Add(f("category"), "%q is not a valid category (%s)", c.Category, categoryPattern)
 	}
 
 	var defaults builtinDefaults
 	if cj.Builtin != "" {
 		for _, k := range slices.Sorted(maps.Keys(rest)) {
 			if !commonKeys[k] {
-				fe.add(f(k), "not for a built-in check (builtin %q runs in the agent, no command)", cj.Builtin)
+				fe.Add(f(k), "not for a built-in check (builtin %q runs in the agent, no command)", cj.Builtin)
 			}
 		}
 		b, d, err := newBuiltin(cj.Builtin, cj.Options)
 		if err != nil {
 			var fe2 *optionError
 			if asOptionError(err, &fe2) {
-				fe.add(f("options."+fe2.field), "%w", fe2.err)
+				fe.Add(f("options."+fe2.field), "%w", fe2.err)
 			} else {
-				fe.add(f("builtin"), "%w", err)
+				fe.Add(f("builtin"), "%w", err)
 			}
 		}
 		c.probe, c.Builtin, defaults = b, cj.Builtin, d
 	} else {
 		if cj.Options != nil {
-			fe.add(f("options"), "only for built-in checks")
+			fe.Add(f("options"), "only for built-in checks")
 		}
 		for _, k := range refusedCommandKeys {
 			if _, ok := rest[k]; ok {
-				fe.add(f(k), "not supported in a check (a check runs unattended, without parameters)")
+				fe.Add(f(k), "not supported in a check (a check runs unattended, without parameters)")
 			}
 		}
-		if len(fe.probs) == before {
+		if len(fe.List) == before {
 			restRaw, _ := json.Marshal(rest)
-			cmd, probs := picontrol.DecodeCommand(fe.file, field, restRaw, l.commandOptions())
-			fe.probs = append(fe.probs, probs...)
+			cmd, probs := picontrol.DecodeCommand(fe.File, field, restRaw, l.commandOptions())
+			fe.List = append(fe.List, probs...)
 			if cmd != nil {
 				c.probe = &externalProbe{cmd: cmd}
 			}
@@ -370,20 +334,20 @@ func (l *loader) decodeCheck(fe *fieldErrs, field string, raw json.RawMessage) *
 	c.rule = decodeRule(fe, f("rule"), cj.Rule, cj.Builtin != "", defaults.rule)
 	c.message = decodeTexts(fe, f("message"), cj.Message, defaults.message, true)
 	c.remedy = decodeTexts(fe, f("remedy"), cj.Remedy, defaults.remedy, false)
-	if len(fe.probs) > before {
+	if len(fe.List) > before {
 		return nil
 	}
 	return c
 }
 
-func decodeRule(fe *fieldErrs, field string, raw json.RawMessage, builtin bool, def *rule) rule {
+func decodeRule(fe *modules.FileProblems, field string, raw json.RawMessage, builtin bool, def *rule) rule {
 	f := func(name string) string { return field + "." + name }
 	if raw == nil {
 		switch {
 		case def != nil:
 			return *def
 		case builtin:
-			fe.add(field, "missing")
+			fe.Add(field, "missing")
 			return rule{}
 		}
 		// An external check without a rule: exit code 0 is ok, anything else fails.
@@ -391,7 +355,7 @@ func decodeRule(fe *fieldErrs, field string, raw json.RawMessage, builtin bool, 
 	}
 	var rj ruleJSON
 	if err := modules.DecodeStrict(raw, &rj); err != nil {
-		fe.addErr(field, err)
+		fe.AddErr(field, err)
 		return rule{}
 	}
 	r := rule{stream: streamStdout, okExit: []int{0}}
@@ -409,7 +373,7 @@ func decodeRule(fe *fieldErrs, field string, raw json.RawMessage, builtin bool, 
 		r.kind = ruleNumber
 	}
 	if kinds != 1 {
-		fe.add(field, "give exactly one of exit_codes, match or number")
+		fe.Add(field, "give exactly one of exit_codes, match or number")
 		return rule{}
 	}
 	verdict := func(name, v string, allowEmpty bool) string {
@@ -419,25 +383,25 @@ func decodeRule(fe *fieldErrs, field string, raw json.RawMessage, builtin bool, 
 		if contractVerdict(v) {
 			return v
 		}
-		fe.add(name, "%q: want ok, warn, fail or error", v)
+		fe.Add(name, "%q: want ok, warn, fail or error", v)
 		return ""
 	}
 	if r.kind != ruleMatch && rj.Default != "" {
-		fe.add(f("default"), "only with match")
+		fe.Add(f("default"), "only with match")
 	}
 	if r.kind != ruleNumber && rj.Missing != "" {
-		fe.add(f("missing"), "only with number")
+		fe.Add(f("missing"), "only with number")
 	}
 	if rj.OKExitCodes != nil {
 		if r.kind == ruleExitCodes || builtin {
-			fe.add(f("ok_exit_codes"), "only with match or number on an external check")
+			fe.Add(f("ok_exit_codes"), "only with match or number on an external check")
 		}
 		if len(rj.OKExitCodes) == 0 || len(rj.OKExitCodes) > maxExitCodes {
-			fe.add(f("ok_exit_codes"), "give 1..%d exit codes", maxExitCodes)
+			fe.Add(f("ok_exit_codes"), "give 1..%d exit codes", maxExitCodes)
 		}
 		for i, c := range rj.OKExitCodes {
 			if c < 0 || c > 255 {
-				fe.add(fmt.Sprintf("%s[%d]", f("ok_exit_codes"), i), "%d is not an exit code (0..255)", c)
+				fe.Add(fmt.Sprintf("%s[%d]", f("ok_exit_codes"), i), "%d is not an exit code (0..255)", c)
 			}
 		}
 		r.okExit = rj.OKExitCodes
@@ -446,19 +410,19 @@ func decodeRule(fe *fieldErrs, field string, raw json.RawMessage, builtin bool, 
 	case "", streamStdout:
 	case streamStderr, streamBoth:
 		if builtin {
-			fe.add(f("stream"), "only for external checks")
+			fe.Add(f("stream"), "only for external checks")
 		}
 		r.stream = rj.Stream
 	default:
-		fe.add(f("stream"), "%q: want stdout, stderr or both", rj.Stream)
+		fe.Add(f("stream"), "%q: want stdout, stderr or both", rj.Stream)
 	}
 	switch r.kind {
 	case ruleExitCodes:
 		if builtin {
-			fe.add(f("exit_codes"), "a built-in check has no exit code: use number or match")
+			fe.Add(f("exit_codes"), "a built-in check has no exit code: use number or match")
 		}
 		if len(rj.ExitCodes) == 0 || len(rj.ExitCodes) > maxExitCodes {
-			fe.add(f("exit_codes"), "give 1..%d entries", maxExitCodes)
+			fe.Add(f("exit_codes"), "give 1..%d entries", maxExitCodes)
 		}
 		r.exitCodes = map[int]string{}
 		r.exitDefault = verdictFail
@@ -470,20 +434,20 @@ func decodeRule(fe *fieldErrs, field string, raw json.RawMessage, builtin bool, 
 			}
 			code, ok := parseExitCode(k)
 			if !ok {
-				fe.add(f("exit_codes")+"."+k, "%q: want an exit code 0..255 or \"default\"", k)
+				fe.Add(f("exit_codes")+"."+k, "%q: want an exit code 0..255 or \"default\"", k)
 				continue
 			}
 			r.exitCodes[code] = v
 		}
 	case ruleMatch:
 		if len(rj.Match) == 0 || len(rj.Match) > maxMatchRules {
-			fe.add(f("match"), "give 1..%d patterns", maxMatchRules)
+			fe.Add(f("match"), "give 1..%d patterns", maxMatchRules)
 		}
 		for i, mraw := range rj.Match {
 			mf := fmt.Sprintf("%s[%d]", f("match"), i)
 			var mj matchJSON
 			if err := modules.DecodeStrict(mraw, &mj); err != nil {
-				fe.addErr(mf, err)
+				fe.AddErr(mf, err)
 				continue
 			}
 			re := compilePattern(fe, mf+".pattern", mj.Pattern)
@@ -497,32 +461,32 @@ func decodeRule(fe *fieldErrs, field string, raw json.RawMessage, builtin bool, 
 	case ruleNumber:
 		var nj numberJSON
 		if err := modules.DecodeStrict(rj.Number, &nj); err != nil {
-			fe.addErr(f("number"), err)
+			fe.AddErr(f("number"), err)
 			return r
 		}
 		pattern := defaultNumberPattern
 		if nj.Pattern != nil {
 			if builtin {
-				fe.add(f("number.pattern"), "a built-in check measures its number itself")
+				fe.Add(f("number.pattern"), "a built-in check measures its number itself")
 			}
 			pattern = *nj.Pattern
 		}
 		r.numberRE = compilePattern(fe, f("number.pattern"), pattern)
 		if r.numberRE != nil && r.numberRE.NumSubexp() > 1 {
-			fe.add(f("number.pattern"), "at most one capture group (the number)")
+			fe.Add(f("number.pattern"), "at most one capture group (the number)")
 		}
 		r.warnAbove, r.failAbove, r.warnBelow, r.failBelow = nj.WarnAbove, nj.FailAbove, nj.WarnBelow, nj.FailBelow
 		if def != nil && def.kind == ruleNumber && nj.WarnAbove == nil && nj.FailAbove == nil && nj.WarnBelow == nil && nj.FailBelow == nil {
 			r.warnAbove, r.failAbove, r.warnBelow, r.failBelow = def.warnAbove, def.failAbove, def.warnBelow, def.failBelow
 		}
 		if r.warnAbove == nil && r.failAbove == nil && r.warnBelow == nil && r.failBelow == nil {
-			fe.add(f("number"), "give at least one of warn_above, fail_above, warn_below, fail_below")
+			fe.Add(f("number"), "give at least one of warn_above, fail_above, warn_below, fail_below")
 		}
 		if r.warnAbove != nil && r.failAbove != nil && *r.warnAbove > *r.failAbove {
-			fe.add(f("number.warn_above"), "%v is above fail_above %v", *r.warnAbove, *r.failAbove)
+			fe.Add(f("number.warn_above"), "%v is above fail_above %v", *r.warnAbove, *r.failAbove)
 		}
 		if r.warnBelow != nil && r.failBelow != nil && *r.warnBelow < *r.failBelow {
-			fe.add(f("number.warn_below"), "%v is below fail_below %v", *r.warnBelow, *r.failBelow)
+			fe.Add(f("number.warn_below"), "%v is below fail_below %v", *r.warnBelow, *r.failBelow)
 		}
 		r.missing = verdictError
 		if def != nil && def.kind == ruleNumber && def.missing != "" {
@@ -535,18 +499,18 @@ func decodeRule(fe *fieldErrs, field string, raw json.RawMessage, builtin bool, 
 	return r
 }
 
-func compilePattern(fe *fieldErrs, field, p string) *regexp.Regexp {
+func compilePattern(fe *modules.FileProblems, field, p string) *regexp.Regexp {
 	if p == "" {
-		fe.add(field, "must not be empty")
+		fe.Add(field, "must not be empty")
 		return nil
 	}
 	if len(p) > maxPatternLength {
-		fe.add(field, "longer than %d bytes", maxPatternLength)
+		fe.Add(field, "longer than %d bytes", maxPatternLength)
 		return nil
 	}
 	re, err := regexp.Compile(p)
 	if err != nil {
-		fe.add(field, "%w", err)
+		fe.Add(field, "%w", err)
 		return nil
 	}
 	return re
@@ -572,17 +536,17 @@ func parseExitCode(s string) (int, bool) {
 // decodeTexts decodes a message or remedy: one template for ok, warn and fail
 // (a remedy: for warn and fail only, withOK false), or an object with a
 // template per verdict.
-func decodeTexts(fe *fieldErrs, field string, raw json.RawMessage, def texts, withOK bool) texts {
+func decodeTexts(fe *modules.FileProblems, field string, raw json.RawMessage, def texts, withOK bool) texts {
 	if raw == nil {
 		return def
 	}
 	trimmed := bytes.TrimSpace(raw)
 	out := texts{}
 	check := func(name, s string) string {
-		checkText(fe, name, s, false)
+		fe.CheckText(name, s, false)
 		for _, m := range placeholderRE.FindAllStringSubmatch(s, -1) {
 			if !placeholders[m[1]] {
-				fe.add(name, "unknown placeholder {%s} (known: {value}, {output}, {exit_code}, {error}, {name})", m[1])
+				fe.Add(name, "unknown placeholder {%s} (known: {value}, {output}, {exit_code}, {error}, {name})", m[1])
 			}
 		}
 		return s
@@ -590,7 +554,7 @@ func decodeTexts(fe *fieldErrs, field string, raw json.RawMessage, def texts, wi
 	if len(trimmed) > 0 && trimmed[0] == '"' {
 		var s string
 		if err := json.Unmarshal(trimmed, &s); err != nil {
-			fe.addErr(field, err)
+			fe.AddErr(field, err)
 			return def
 		}
 		s = check(field, s)
@@ -606,7 +570,7 @@ func decodeTexts(fe *fieldErrs, field string, raw json.RawMessage, def texts, wi
 	}
 	var tj textsJSON
 	if err := modules.DecodeStrict(trimmed, &tj); err != nil {
-		fe.addErr(field, fmt.Errorf("want a string or an object with ok, warn, fail, error: %w", err))
+		fe.AddErr(field, fmt.Errorf("want a string or an object with ok, warn, fail, error: %w", err))
 		return def
 	}
 	given := map[string]*string{verdictOK: tj.OK, verdictWarn: tj.Warn, verdictFail: tj.Fail, verdictError: tj.Error}

@@ -199,3 +199,17 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("Describe() = %q\nwant %q", got, want)
 	}
 }
+
+// TestEveryMisspelledKeyReported: two unknown keys in a file are two
+// problems, each with its field, not the first alone.
+func TestEveryMisspelledKeyReported(t *testing.T) {
+	_, probs := load(modules.Env{HostRoot: t.TempDir()}, nil, "", []modules.File{
+		{Path: "m.json", Data: []byte(`{"id":"a","name":"A","descripton":"x","chekcs":[]}`)}})
+	fields := map[string]bool{}
+	for _, p := range probs {
+		fields[p.Field] = true
+	}
+	if !fields["descripton"] || !fields["chekcs"] {
+		t.Errorf("problems %v, want one for descripton and one for chekcs", probs)
+	}
+}

@@ -44,7 +44,7 @@ func FuzzDecodeModule(f *testing.F) {
 			}
 		}
 		for _, c := range m.order {
-			if !idRE.MatchString(c.ID) || !idRE.MatchString(c.Module) || c.probe == nil || c.rule.kind == "" {
+			if !modules.ValidID(c.ID) || !modules.ValidID(c.Module) || c.probe == nil || c.rule.kind == "" {
 				t.Fatalf("loaded an invalid check %+v", c)
 			}
 		}
