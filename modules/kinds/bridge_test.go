@@ -2,6 +2,7 @@ package kinds_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,13 +68,15 @@ func TestBridgeOverTLS(t *testing.T) {
 	obs.Subscribe("home/devices/+/gpio/+/set")
 
 	fake := gpio.NewFake()
-	stats := pistats.Kind()
+	// A 300ms interval: its Message Expiry (3 intervals) is rounded up to
+	// 1s, so the expiry at the end takes about a second, not three.
+	stats := pistats.KindForTests(300 * time.Millisecond)
 	stats.Section = pistats.SectionKey
 	hello := `{"id":"demo","name":"Demo","commands":[{"id":"hello","name":"Say hello","argv":["/bin/echo","hello"],"user":"nobody"}]}`
 	agenttest.Start(t, agenttest.Options{BrokerURL: local.URL, Prefix: "devices", DeviceID: "pib",
 		Kinds: []modules.Kind{gpio.KindWith(fake), stats, picontrol.Kind()},
 		Files: map[string]string{"apps/com.picockpit/picontrol/modules/demo.json": hello},
-		Config: map[string]any{"host": map[string]any{"root": pi4Root(t)}, "stats": map[string]any{"interval": "1s"},
+		Config: map[string]any{"host": map[string]any{"root": pi4Root(t)}, "stats": map[string]any{"interval": "300ms"},
 			"gpio": map[string]any{"backend": "fake", "pins": []any{map[string]any{"bcm": 17, "name": "relay", "mode": "output", "initial": 0}}}}})
 
 	// The dashboard learns the Pi from the remapped retained info.
@@ -144,19 +147,33 @@ func TestBridgeOverTLS(t *testing.T) {
 	local.Kill()
 	dash.WaitFor(wait, "bridge down notification", brokertest.Topic("home/bridges/house/state", "0"))
 	deadline := time.Now().Add(wait)
-	for {
+	for i := 0; ; i++ {
+		// A new subscriber gets the retained messages before anything
+		// published after its SUBACK: the marker comes after all of them.
 		fresh := brokertest.Connect(t, remote.URL, brokertest.ClientOptions{Username: "dashboard", Password: "dash-secret"})
-		fresh.Subscribe(seenBase+"status", seenBase+"stats")
-		st := fresh.WaitFor(wait, "retained status", brokertest.Topic(seenBase+"status"))
-		if string(st.Payload) != "online" {
-			t.Fatalf("status on the remote = %q; the point is that it stays online", st.Payload)
+		marker := fmt.Sprintf("test/retained-marker/%d", i)
+		fresh.Subscribe(seenBase+"status", seenBase+"stats", marker)
+		fresh.Publish(marker, []byte("m"), brokertest.PublishOptions{QoS: 1})
+		fresh.WaitFor(wait, "marker after the retained messages", brokertest.Topic(marker))
+		var status []byte
+		stats := false
+		for _, m := range fresh.Messages() {
+			switch m.Topic {
+			case seenBase + "status":
+				status = m.Payload
+			case seenBase + "stats":
+				stats = true
+			}
 		}
-		if _, ok := fresh.Await(300*time.Millisecond, brokertest.Topic(seenBase+"stats")); !ok {
+		if string(status) != "online" {
+			t.Fatalf("retained status on the remote = %q; the point is that it stays online", status)
+		}
+		if !stats {
 			break // expired
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("stats still retained on the remote long after the local broker died")
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // the broker expires by the second
 	}
 }

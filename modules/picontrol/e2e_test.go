@@ -228,8 +228,11 @@ func TestE2EExpiredRequestNeverRuns(t *testing.T) {
 	})
 	// Waits behind "block" (max_parallel 1) longer than its expiry.
 	e.request("mark", "", "expiring", brokertest.PublishOptions{Expiry: 1})
-	e.c.WaitFor(wait, "expiring accepted", func(m brokertest.Message) bool { return string(m.Correlation) == "expiring" })
-	time.Sleep(1500 * time.Millisecond)
+	acc := e.c.WaitFor(wait, "expiring accepted", func(m brokertest.Message) bool { return string(m.Correlation) == "expiring" })
+	// The agent received the request before this client received its
+	// answer, so its 1 s expiry has passed once 1 s has since gone by here
+	// (same clock; a little more for the clock's granularity).
+	time.Sleep(time.Until(acc.At.Add(time.Second + 20*time.Millisecond)))
 	if err := os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +250,8 @@ func TestE2EExpiredRequestNeverRuns(t *testing.T) {
 
 func TestE2EConcurrentRequestsEachOneFinal(t *testing.T) {
 	e := startE2E(t, nil)
-	const n = 200
+	// Far more than max_parallel (8): most wait in the queue, all at once.
+	const n = 100
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
@@ -296,6 +300,7 @@ func TestE2EReloadRepublishesAndRuns(t *testing.T) {
 	e := startE2E(t, nil)
 	e.c.Reset()
 	e.a.Reload()
+	// A client that sees the new catalogue can run its commands at once.
 	e.c.WaitFor(wait, "catalogue after reload", brokertest.Topic(e.a.Topic(contract.TopicPiControlCommands)))
 	e.request("out", "", "after-reload", brokertest.PublishOptions{})
 	if f, _ := e.final("after-reload"); f.Status != contract.StatusDone || *f.ExitCode != 3 {

@@ -74,15 +74,16 @@ func defaultSettings() settings {
 
 // parseConfig decodes data strictly and validates it. Problems name file and
 // the field, with prefix prepended ("stats" for the main config section).
-func parseConfig(data []byte, file, prefix string) (settings, []modules.Problem) {
+// The interval must be at least minInterval (MinInterval but in tests).
+func parseConfig(data []byte, file, prefix string, minInterval time.Duration) (settings, []modules.Problem) {
 	var c Config
 	if err := modules.DecodeStrict(data, &c); err != nil {
 		return settings{}, modules.ProblemsFor(file, prefix, err)
 	}
-	return c.validate(file, prefix)
+	return c.validate(file, prefix, minInterval)
 }
 
-func (c Config) validate(file, prefix string) (settings, []modules.Problem) {
+func (c Config) validate(file, prefix string, minInterval time.Duration) (settings, []modules.Problem) {
 	set := defaultSettings()
 	var probs []modules.Problem
 	bad := func(field string, err error) {
@@ -96,8 +97,8 @@ func (c Config) validate(file, prefix string) (settings, []modules.Problem) {
 		switch {
 		case err != nil:
 			bad("interval", err)
-		case d < MinInterval || d > MaxInterval:
-			bad("interval", fmt.Errorf("%s is out of range %s..%s", d, MinInterval, MaxInterval))
+		case d < minInterval || d > MaxInterval:
+			bad("interval", fmt.Errorf("%s is out of range %s..%s", d, minInterval, MaxInterval))
 		default:
 			set.interval = d
 		}

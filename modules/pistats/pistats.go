@@ -34,7 +34,23 @@ const SectionKey = "stats"
 
 // Kind returns the pistats module kind.
 func Kind() modules.Kind {
-	return modules.Kind{Name: Name, Load: load}
+	return modules.Kind{Name: Name, Load: loader(MinInterval)}
+}
+
+// KindForTests is Kind that accepts an interval down to minInterval instead
+// of MinInterval, so that end-to-end tests can see a fast publish cycle and a
+// short Message Expiry (rounded up to whole seconds by the agent). Not for
+// production use.
+func KindForTests(minInterval time.Duration) modules.Kind {
+	return modules.Kind{Name: Name, Load: loader(minInterval)}
+}
+
+// loader returns the Load of a kind whose interval may be as short as
+// minInterval.
+func loader(minInterval time.Duration) func(modules.Env, []byte, string, []modules.File) (modules.Module, []modules.Problem) {
+	return func(env modules.Env, section []byte, sectionFile string, files []modules.File) (modules.Module, []modules.Problem) {
+		return load(env, section, sectionFile, files, minInterval)
+	}
 }
 
 // refreshReuse is how young the last snapshot may be to answer a refresh with
@@ -45,11 +61,11 @@ const refreshReuse = time.Second
 // expiryFactor times the interval is the Message Expiry of published stats.
 const expiryFactor = 3
 
-func load(env modules.Env, section []byte, sectionFile string, files []modules.File) (modules.Module, []modules.Problem) {
+func load(env modules.Env, section []byte, sectionFile string, files []modules.File, minInterval time.Duration) (modules.Module, []modules.Problem) {
 	set := defaultSettings()
 	var probs []modules.Problem
 	if section != nil {
-		s, p := parseConfig(section, sectionFile, SectionKey)
+		s, p := parseConfig(section, sectionFile, SectionKey, minInterval)
 		if len(p) > 0 {
 			probs = append(probs, p...)
 		} else {
@@ -65,7 +81,7 @@ func load(env modules.Env, section []byte, sectionFile string, files []modules.F
 			probs = append(probs, modules.Problem{File: f.Path, Err: fmt.Errorf(
 				"only one pistats module file is supported (using %s); this file is ignored", files[0].Path)})
 		default:
-			s, p := parseConfig(f.Data, f.Path, "")
+			s, p := parseConfig(f.Data, f.Path, "", minInterval)
 			if len(p) > 0 {
 				probs = append(probs, p...)
 			} else {
