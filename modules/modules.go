@@ -92,6 +92,9 @@ type Bus interface {
 type Module interface {
 	// Start subscribes and starts the module's goroutines; it is called once
 	// and must not block. ctx is cancelled when the module is closed.
+	// Subscribe before publishing what announces the subscription (a
+	// catalogue): a client that sees it may send a request at once, and a
+	// request nobody handles yet is answered "rejected".
 	Start(ctx context.Context, bus Bus) error
 	// Close stops the module and waits for its goroutines; it is called once,
 	// after Start, and releases every resource (lines, processes).

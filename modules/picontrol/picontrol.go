@@ -124,11 +124,13 @@ func (m *Module) Start(ctx context.Context, bus modules.Bus) error {
 	if err != nil {
 		return fmt.Errorf("picontrol: encode catalogue: %w", err)
 	}
-	if err := bus.Publish(m.ctx, contract.TopicPiControlCommands, cat, modules.PublishOptions{Retain: true, QoS: 1}); err != nil {
-		return fmt.Errorf("picontrol: publish catalogue: %w", err)
-	}
+	// Subscribe first: a client that sees the catalogue may run its
+	// commands at once.
 	if err := bus.Subscribe(contract.TopicPiControlRunFilter, subscriptionQueue, m.handle); err != nil {
 		return fmt.Errorf("picontrol: subscribe %s: %w", contract.TopicPiControlRunFilter, err)
+	}
+	if err := bus.Publish(m.ctx, contract.TopicPiControlCommands, cat, modules.PublishOptions{Retain: true, QoS: 1}); err != nil {
+		return fmt.Errorf("picontrol: publish catalogue: %w", err)
 	}
 	m.log.Info("picontrol started", "modules", len(m.mods), "commands", len(m.commands))
 	return nil

@@ -140,13 +140,15 @@ func (m *Module) Start(ctx context.Context, bus modules.Bus) error {
 	if err != nil {
 		return fmt.Errorf("pidoctor: encode catalogue: %w", err)
 	}
-	if err := bus.Publish(m.ctx, contract.TopicPiDoctorChecks, cat, modules.PublishOptions{Retain: true, QoS: 1}); err != nil {
-		return fmt.Errorf("pidoctor: publish catalogue: %w", err)
-	}
+	// Subscribe first: a client that sees the catalogue may run its checks
+	// at once.
 	for _, filter := range []string{contract.TopicPiDoctorRun, contract.TopicPiDoctorRunFilter} {
 		if err := bus.Subscribe(filter, subscriptionLen, m.handle); err != nil {
 			return fmt.Errorf("pidoctor: subscribe %s: %w", filter, err)
 		}
+	}
+	if err := bus.Publish(m.ctx, contract.TopicPiDoctorChecks, cat, modules.PublishOptions{Retain: true, QoS: 1}); err != nil {
+		return fmt.Errorf("pidoctor: publish catalogue: %w", err)
 	}
 	if m.cfg.Interval > 0 && len(m.order) > 0 {
 		m.wg.Add(1)
