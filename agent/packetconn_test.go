@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/picockpit/picockpit-client/agent/agenttest"
 	"github.com/picockpit/picockpit-client/agent/brokertest"
@@ -100,10 +101,14 @@ func TestOneTLSRecordPerPacket(t *testing.T) {
 		c.Publish(a.Topic("probe/x"), []byte("x"), brokertest.PublishOptions{QoS: 1, ResponseTopic: reply, Correlation: []byte(fmt.Sprint(i))})
 		c.WaitFor(wait, "answer", func(m brokertest.Message) bool { return string(m.Correlation) == fmt.Sprint(i) })
 	}
-	r1, b1 := capture.snapshot()
 	// Per request the agent sends two packets: the PUBACK of the request
 	// and the reply PUBLISH; start-up publishes (info, the started event)
-	// and a keepalive ping may add a few.
+	// and a keepalive ping may add a few. The last PUBACK may still be on
+	// its way when the last answer arrived: wait until 2n records passed.
+	r1, b1 := capture.snapshot()
+	for deadline := time.Now().Add(wait); r1-r0 < 2*n && time.Now().Before(deadline); r1, b1 = capture.snapshot() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	records := r1 - r0
 	if records < 2*n || records > 2*n+8 {
 		t.Errorf("%d TLS records for %d requests (2 packets each): want one record per packet", records, n)
