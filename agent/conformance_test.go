@@ -148,13 +148,7 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 		a := agenttest.Start(t, agenttest.Options{BrokerURL: b.URL, Kinds: []modules.Kind{ek.kind()}})
 		b.Stop()
 		// Wait until the agent noticed, then bring the broker back.
-		deadline := time.Now().Add(wait)
-		for up, _ := a.A.Session().Connection(); up; up, _ = a.A.Session().Connection() {
-			if time.Now().After(deadline) {
-				t.Fatal("agent did not notice the broker stop")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitUntil(t, wait, func() bool { return !connected(a) }, says("agent did not notice the broker stop"))
 		b.Start()
 		c := brokertest.Connect(t, b.URL, brokertest.ClientOptions{})
 		c.Subscribe(a.Topic("status"), a.Topic("info"), a.Topic("reply/#"))
@@ -261,13 +255,9 @@ func countAttempts(t *testing.T, n int64, o agenttest.Options) (int64, time.Dura
 	o.Config["broker"].(map[string]any)["reconnect_max"] = reconnectMax.String()
 	began := time.Now()
 	a := agenttest.Start(t, o)
-	deadline := time.Now().Add(wait)
-	for a.A.Session().ConnectAttempts.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d connection attempts in %s; log:\n%s", a.A.Session().ConnectAttempts.Load(), wait, a.Logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, wait, func() bool { return a.A.Session().ConnectAttempts.Load() >= n }, func() string {
+		return fmt.Sprintf("only %d connection attempts; log:\n%s", a.A.Session().ConnectAttempts.Load(), a.Logs.String())
+	})
 	got, elapsed := a.A.Session().ConnectAttempts.Load(), time.Since(began)
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
@@ -310,13 +300,9 @@ func TestDuplicateClientIDNoStorm(t *testing.T) {
 		// and one of them named the likely cause.
 		connects := func() int64 { return a1.A.Session().Connects.Load() + a2.A.Session().Connects.Load() }
 		named := func() bool { return strings.Contains(a1.Logs.String()+a2.Logs.String(), "same client id") }
-		deadline := time.Now().Add(wait)
-		for connects() < 8 || !named() {
-			if time.Now().After(deadline) {
-				t.Fatalf("after %s: %d connects, cause named: %v", wait, connects(), named())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitUntil(t, wait, func() bool { return connects() >= 8 && named() }, func() string {
+			return fmt.Sprintf("%d connects, cause named: %v", connects(), named())
+		})
 		total, elapsed := connects(), time.Since(began)
 		// With the flap backoff each agent waits reconnect_max/2 or more
 		// before it takes the session back.
@@ -466,13 +452,9 @@ func TestMutualTLS(t *testing.T) {
 		// Without a client certificate the broker refuses the handshake.
 		noCert := agenttest.Start(t, agenttest.Options{BrokerURL: b.TLSURL, NoWait: true,
 			Config: map[string]any{"broker": map[string]any{"ca_file": b.Certs.CAFile}}})
-		deadline := time.Now().Add(wait)
-		for noCert.A.Session().ConnectAttempts.Load() < 2 || noCert.Logs.Count("connect failed") < 1 {
-			if time.Now().After(deadline) {
-				t.Fatalf("no failed attempts logged:\n%s", noCert.Logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitUntil(t, wait, func() bool {
+			return noCert.A.Session().ConnectAttempts.Load() >= 2 && noCert.Logs.Count("connect failed") >= 1
+		}, func() string { return "no failed attempts logged:\n" + noCert.Logs.String() })
 		if n := noCert.A.Session().Connects.Load(); n != 0 {
 			t.Errorf("connected %d times without the required client certificate", n)
 		}
@@ -523,13 +505,7 @@ func TestSilentNetworkLoss(t *testing.T) {
 		c.WaitFor(wait, "online", brokertest.Topic(a.Topic("status"), "online"))
 		p.Blackhole(true)
 		c.WaitFor(wait, "the Will after the keepalive", brokertest.Topic(a.Topic("status"), "offline"))
-		deadline := time.Now().Add(wait)
-		for up, _ := a.A.Session().Connection(); up; up, _ = a.A.Session().Connection() {
-			if time.Now().After(deadline) {
-				t.Fatal("the agent did not notice the silent link within 10 s")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitUntil(t, wait, func() bool { return !connected(a) }, says("the agent did not notice the silent link"))
 		c.Reset()
 		p.Blackhole(false)
 		c.WaitFor(20*time.Second, "online again", brokertest.Topic(a.Topic("status"), "online"))

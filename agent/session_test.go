@@ -233,13 +233,7 @@ func TestRedeliveredRequestRunsOnce(t *testing.T) {
 	c.Reset()
 	corr := []byte("redelivery-probe-7f3a")
 	c.Publish(p.Root.Topic(contract.PiControlRunTopic("once", "mark")), nil, brokertest.PublishOptions{QoS: 1, ResponseTopic: reply, Correlation: corr})
-	deadline := time.Now().Add(wait)
-	for !px.Forwarded(corr) {
-		if time.Now().After(deadline) {
-			t.Fatal("the request never reached the agent's socket")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, wait, func() bool { return px.Forwarded(corr) }, says("the request never reached the agent's socket"))
 	// The request waits unread in the stopped agent's socket; the broker
 	// loses the connection and publishes the Will.
 	px.Cut()
@@ -275,6 +269,12 @@ func TestRedeliveredRequestRunsOnce(t *testing.T) {
 }
 
 func status0(m brokertest.Message) string { return status(m) }
+
+// connected reports whether the in-process agent's session is up.
+func connected(a *agenttest.Agent) bool {
+	up, _ := a.A.Session().Connection()
+	return up
+}
 
 // 3: a flood of requests: every request gets exactly one final answer
 // (ok or busy), refusals are summed up on events instead of being lost, and
@@ -410,21 +410,10 @@ func TestReplyKeptAcrossOutage(t *testing.T) {
 	reply := a.Topic("reply/outage")
 	c.Subscribe(reply, a.Topic("status"))
 	c.Publish(a.Topic("probe/b"), []byte("block"), brokertest.PublishOptions{QoS: 1, ResponseTopic: reply, Correlation: []byte("late")})
-	deadline := time.Now().Add(wait)
-	for pk.runs.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("request never ran")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, wait, func() bool { return pk.runs.Load() > 0 }, says("request never ran"))
 	px.Blackhole(true)
 	c.WaitFor(wait, "the Will", brokertest.Topic(a.Topic("status"), "offline"))
-	for up, _ := a.A.Session().Connection(); up; up, _ = a.A.Session().Connection() {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent did not notice the outage")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, wait, func() bool { return !connected(a) }, says("the agent did not notice the outage"))
 	close(pk.release) // the command ends while the broker is away
 	time.Sleep(300 * time.Millisecond)
 	px.Blackhole(false)
@@ -519,16 +508,27 @@ func TestWatchdogDuringReload(t *testing.T) {
 	}
 }
 
+// waitUntil polls cond until it holds; after timeout it fails the test
+// with what went wrong, as failure describes it at that moment.
+func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, failure func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, failure())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// says returns a constant failure description for waitUntil.
+func says(s string) func() string { return func() string { return s } }
+
 // waitLog waits until the agent's log contains s.
 func waitLog(t *testing.T, logs *agenttest.Buffer, s string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(logs.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log after %s:\n%s", s, timeout, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitUntil(t, timeout, func() bool { return strings.Contains(logs.String(), s) },
+		func() string { return fmt.Sprintf("no %q in the log:\n%s", s, logs.String()) })
 }
 
 // 10: the broker's Maximum Packet Size (CONNACK) binds the agent: a reply
